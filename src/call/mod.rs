@@ -1,0 +1,3 @@
+//! Calls: the menu state machine and the call flow that drives it.
+
+pub mod menu;

@@ -1,0 +1,16 @@
+//! hotline: an IVR and call-routing daemon for small phone hotlines.
+//!
+//! The folder layout is the architecture:
+//! - [`config`]: the admin's TOML files, validated with errors naming file, line and field.
+//! - [`sip`]: our thin layer over `rsipstack` (transports, transactions, dialogs) plus SDP.
+//! - [`media`]: codecs, RTP, DTMF detection, prompts and the shared media clock.
+//! - [`call`]: the menu state machine and the straight-line call flow.
+//! - [`store`]: call records in SQLite or PostgreSQL.
+//! - [`server`]: wires it all together and owns graceful shutdown.
+
+pub mod call;
+pub mod config;
+pub mod media;
+pub mod server;
+pub mod sip;
+pub mod store;

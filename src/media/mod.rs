@@ -1,0 +1,7 @@
+//! Media: everything that touches audio and RTP.
+
+pub mod codec;
+pub mod dtmf;
+pub mod prompts;
+pub mod rtp;
+pub mod session;

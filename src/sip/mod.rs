@@ -1,0 +1,3 @@
+//! SIP: our thin layer over rsipstack, so the call flow never depends on its API churn.
+
+pub mod sdp;
