@@ -1,1 +1,283 @@
-//! TODO
+//! One call's media: an RTP port pair, the sending stream on the shared clock, and a
+//! receive task that turns the caller's packets into keys and liveness.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::media::clock::{MediaClock, PlayEnd, Registration, StreamTx, SAMPLES_PER_FRAME};
+use crate::media::codec::Codec;
+use crate::media::dtmf::{InbandDetector, Rfc4733Detector};
+use crate::media::prompts::Prompt;
+use crate::media::rtp;
+
+/// How a key reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtmfMethod {
+    Rfc4733,
+    Inband,
+    SipInfo,
+}
+
+impl DtmfMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DtmfMethod::Rfc4733 => "rfc4733",
+            DtmfMethod::Inband => "inband",
+            DtmfMethod::SipInfo => "sip-info",
+        }
+    }
+}
+
+/// What the receive side reports to the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    Dtmf(char, DtmfMethod),
+    /// No RTP for the configured time: the caller is most likely gone (no BYE came).
+    RtpTimeout,
+}
+
+/// Errors opening media.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("no free RTP port pair in {0}-{1} (all in use)")]
+    NoPorts(u16, u16),
+}
+
+/// Hands out even RTP ports (RTCP on the odd one above) from the configured range.
+pub struct PortPool {
+    ip: IpAddr,
+    first: u16,
+    last: u16,
+    cursor: AtomicU16,
+}
+
+impl PortPool {
+    pub fn new(ip: IpAddr, first: u16, last: u16) -> Self {
+        let first = first + (first % 2);
+        PortPool {
+            ip,
+            first,
+            last,
+            cursor: AtomicU16::new(first),
+        }
+    }
+
+    /// Bind the next free pair; a port someone else holds is skipped.
+    pub async fn bind(&self) -> Result<(UdpSocket, UdpSocket), MediaError> {
+        let pairs = ((self.last.saturating_sub(self.first)) / 2 + 1) as usize;
+        for _ in 0..pairs {
+            let port = self.next_port();
+            let Ok(rtp) = UdpSocket::bind((self.ip, port)).await else {
+                continue;
+            };
+            let Ok(rtcp) = UdpSocket::bind((self.ip, port + 1)).await else {
+                continue;
+            };
+            return Ok((rtp, rtcp));
+        }
+        Err(MediaError::NoPorts(self.first, self.last))
+    }
+
+    fn next_port(&self) -> u16 {
+        let span = self.last.saturating_sub(self.first) / 2 + 1;
+        let n = self.cursor.fetch_add(2, Ordering::Relaxed);
+        self.first + ((n.wrapping_sub(self.first) / 2) % span) * 2
+    }
+}
+
+/// Settings for one call's receive side.
+#[derive(Debug, Clone)]
+pub struct RxConfig {
+    pub codec: Codec,
+    /// The peer's telephone-event payload type, if negotiated.
+    pub telephone_event: Option<u8>,
+    /// Run the Goertzel detector on decoded audio (for gateways that send keys as
+    /// sound). Off when telephone-event was negotiated, as Asterisk's dtmf_mode=auto.
+    pub inband: bool,
+    pub rtp_timeout: Duration,
+}
+
+/// A call's media. Dropping it stops the receive task and frees the ports.
+pub struct MediaSession {
+    pub local_port: u16,
+    tx: Arc<Mutex<StreamTx>>,
+    _registration: Registration,
+    _rtcp: UdpSocket,
+    rx_task: JoinHandle<()>,
+    events: mpsc::Receiver<MediaEvent>,
+    playing: Option<oneshot::Receiver<PlayEnd>>,
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        self.rx_task.abort();
+    }
+}
+
+impl MediaSession {
+    /// Open media on a fresh port pair. `remote` is the SDP address (None until an
+    /// answer arrives, for INVITEs without SDP).
+    pub async fn open(
+        pool: &PortPool,
+        clock: &MediaClock,
+        remote: Option<SocketAddr>,
+        rx: RxConfig,
+    ) -> Result<MediaSession, MediaError> {
+        let (rtp, rtcp) = pool.bind().await?;
+        let local_port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+        let socket = Arc::new(rtp);
+        let tx = Arc::new(Mutex::new(StreamTx::new(socket.clone(), remote, rx.codec)));
+        let registration = clock.register(&tx);
+        let (ev_tx, events) = mpsc::channel(32);
+        let rx_task = tokio::spawn(receive(socket, tx.clone(), ev_tx, rx));
+        Ok(MediaSession {
+            local_port,
+            tx,
+            _registration: registration,
+            _rtcp: rtcp,
+            rx_task,
+            events,
+            playing: None,
+        })
+    }
+
+    /// Start playing a prompt, replacing any that is playing.
+    pub fn play(&mut self, prompt: Arc<Prompt>) {
+        if let Ok(mut tx) = self.tx.lock() {
+            self.playing = Some(tx.play(prompt));
+        }
+    }
+
+    /// Stop the prompt at once (barge-in).
+    pub fn stop(&mut self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.stop();
+        }
+        self.playing = None;
+    }
+
+    /// Resolves when the current prompt has played to its end; pending forever when
+    /// nothing plays, so it can sit in a `select!` beside other events.
+    pub async fn finished(&mut self) {
+        match self.playing.as_mut() {
+            Some(rx) => {
+                let end = rx.await;
+                self.playing = None;
+                if end != Ok(PlayEnd::Finished) {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+
+    /// Play a prompt to its end (no barge-in), e.g. a confirmation.
+    pub async fn play_to_end(&mut self, prompt: Arc<Prompt>) {
+        self.play(prompt);
+        self.finished().await;
+    }
+
+    /// The next key or timeout from the media path.
+    pub async fn next_event(&mut self) -> Option<MediaEvent> {
+        self.events.recv().await
+    }
+
+    /// A re-INVITE moved the caller's media or put the call on hold.
+    pub fn update_remote(&self, remote: Option<SocketAddr>, codec: Codec, sending: bool) {
+        if let Ok(mut tx) = self.tx.lock() {
+            if remote.is_some() {
+                tx.remote = remote;
+            }
+            tx.codec = codec;
+            tx.sending = sending;
+        }
+    }
+}
+
+/// The receive loop: latch the caller's address, detect keys, watch for silence.
+async fn receive(
+    socket: Arc<UdpSocket>,
+    tx: Arc<Mutex<StreamTx>>,
+    events: mpsc::Sender<MediaEvent>,
+    cfg: RxConfig,
+) {
+    let mut buf = [0u8; 2048];
+    let mut pcm = [0i16; 4 * SAMPLES_PER_FRAME];
+    let mut rfc4733 = Rfc4733Detector::new();
+    let mut inband = InbandDetector::new();
+    let mut latched: Option<SocketAddr> = None;
+    loop {
+        let received = tokio::time::timeout(cfg.rtp_timeout, socket.recv_from(&mut buf)).await;
+        let (len, from) = match received {
+            Err(_elapsed) => {
+                let on_hold = tx.lock().map(|t| !t.sending).unwrap_or(false);
+                if on_hold {
+                    continue; // a held call may legitimately be silent
+                }
+                let _ = events.send(MediaEvent::RtpTimeout).await;
+                return;
+            }
+            Ok(Err(_)) => continue, // ICMP unreachable and friends: keep listening
+            Ok(Ok(r)) => r,
+        };
+        let Some(pkt) = rtp::parse(&buf[..len]) else {
+            continue;
+        };
+        let pt = pkt.payload_type;
+        let is_te = Some(pt) == cfg.telephone_event;
+        if pt != cfg.codec.payload_type() && !is_te {
+            continue; // a payload type we did not negotiate
+        }
+        match latched {
+            Some(addr) if addr != from => continue, // not the caller's stream
+            Some(_) => {}
+            None => {
+                // Symmetric RTP: send where the caller really is.
+                latched = Some(from);
+                if let Ok(mut t) = tx.lock() {
+                    t.remote = Some(from);
+                }
+            }
+        }
+        let key = if is_te {
+            rfc4733
+                .on_packet(pkt.timestamp, pkt.payload)
+                .map(|k| (k, DtmfMethod::Rfc4733))
+        } else if cfg.inband {
+            let n = pkt.payload.len().min(pcm.len());
+            cfg.codec.decode_into(&pkt.payload[..n], &mut pcm[..n]);
+            inband.push(&pcm[..n]).map(|k| (k, DtmfMethod::Inband))
+        } else {
+            None
+        };
+        if let Some((key, method)) = key {
+            if events.send(MediaEvent::Dtmf(key, method)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_pool_hands_out_even_ports_in_range_and_wraps() {
+        let pool = PortPool::new(IpAddr::from([127, 0, 0, 1]), 20000, 20005);
+        let ports: Vec<u16> = (0..7).map(|_| pool.next_port()).collect();
+        assert_eq!(ports, vec![20000, 20002, 20004, 20000, 20002, 20004, 20000]);
+    }
+
+    #[test]
+    fn odd_first_port_is_rounded_up_to_even() {
+        let pool = PortPool::new(IpAddr::from([127, 0, 0, 1]), 20001, 20010);
+        assert_eq!(pool.next_port(), 20002);
+    }
+}

@@ -1,3 +1,10 @@
 //! SIP: our thin layer over rsipstack, so the call flow never depends on its API churn.
+//!
+//! - [`stack`] builds the endpoint (UDP behind [`guard`], TCP) and the dialog layer.
+//! - [`leg`] is the caller's leg as the call flow sees it.
+//! - [`sdp`] is offer/answer, without I/O.
 
+pub mod guard;
+pub mod leg;
 pub mod sdp;
+pub mod stack;

@@ -1,0 +1,347 @@
+//! The caller's leg of a call, as the call flow sees it: answer, events, hang up.
+//!
+//! This is the small interface of our own that hides rsipstack's dialog API (see
+//! STYLE.md): the call flow never names an rsipstack type, so its API churn stops here.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use rsipstack::dialog::dialog::{
+    DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle,
+};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::prelude::{HeadersExt, UntypedHeader};
+use rsipstack::sip::{Header, Request, StatusCode};
+
+use crate::media::dtmf;
+use crate::sip::sdp::{self, Direction, Negotiated};
+
+/// Something that happened on the caller's leg.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LegEvent {
+    /// A key sent as SIP INFO.
+    Dtmf(char),
+    /// The caller hung up (BYE) or cancelled before we answered.
+    HungUp,
+    /// A re-INVITE moved media or changed hold; already answered.
+    MediaChanged(Negotiated),
+    /// The dialog died for another reason (no ACK within Timer H, transport error).
+    Failed(String),
+}
+
+/// The local half of the SDP we keep answering with.
+#[derive(Debug, Clone)]
+pub struct LocalMedia {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub session_id: u64,
+    pub version: u64,
+}
+
+/// An incoming call's dialog. Dropping it removes the dialog from rsipstack's table
+/// (its dialog table leaked in past releases, so we never rely on it cleaning up).
+pub struct InboundLeg {
+    pub call_id: String,
+    /// The caller's number: the From user part, or the whole URI if it has none.
+    pub caller: String,
+    /// The number dialled: the Request-URI user part.
+    pub dialed: String,
+    /// The INVITE's SDP body, if any.
+    pub offer_sdp: Option<String>,
+    dialog: InviteDialog,
+    dialogs: Arc<DialogLayer>,
+    shared: Arc<Mutex<Shared>>,
+    events: mpsc::Receiver<PumpEvent>,
+    pump: JoinHandle<()>,
+    confirmed: bool,
+    ended: bool,
+}
+
+/// What the pump and the call share: the SDP we answer re-INVITEs with.
+#[derive(Default)]
+struct Shared {
+    local: Option<LocalMedia>,
+    negotiated: Option<Negotiated>,
+}
+
+/// The pump's output: leg events, plus the ACK that confirms the dialog.
+enum PumpEvent {
+    Confirmed(Option<String>),
+    Leg(LegEvent),
+}
+
+impl Drop for InboundLeg {
+    fn drop(&mut self) {
+        self.pump.abort();
+        self.dialogs.remove_dialog(&self.dialog.id());
+    }
+}
+
+/// The user part of a request's From, or the URI when there is none.
+pub fn caller_of(req: &Request) -> String {
+    match req.from_header().and_then(|f| f.uri()) {
+        Ok(uri) => uri
+            .user()
+            .map(|u| u.to_string())
+            .unwrap_or_else(|| uri.to_string()),
+        Err(_) => String::new(),
+    }
+}
+
+/// The user part of the Request-URI (the number dialled).
+pub fn dialed_of(req: &Request) -> String {
+    req.uri.user().map(|u| u.to_string()).unwrap_or_default()
+}
+
+impl InboundLeg {
+    /// Wrap a new server dialog. A task starts at once that answers in-dialog
+    /// requests, so the call flow can `select!` on [`next_event`](Self::next_event)
+    /// without ever cancelling a half-sent reply.
+    pub fn new(
+        dialog: InviteDialog,
+        states: DialogStateReceiver,
+        dialogs: Arc<DialogLayer>,
+        req: &Request,
+    ) -> Self {
+        let body = String::from_utf8_lossy(req.body()).to_string();
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (tx, events) = mpsc::channel(16);
+        let pump = tokio::spawn(pump(dialog.clone(), states, shared.clone(), tx));
+        InboundLeg {
+            call_id: dialog.id().call_id.clone(),
+            caller: caller_of(req),
+            dialed: dialed_of(req),
+            offer_sdp: (!body.trim().is_empty()).then_some(body),
+            dialog,
+            dialogs,
+            shared,
+            events,
+            pump,
+            confirmed: false,
+            ended: false,
+        }
+    }
+
+    /// Answer with 200 OK carrying `sdp` and wait for the ACK (RFC 3261 §13.3.1.4:
+    /// the 200 is retransmitted until then). Returns the ACK's body: the SDP answer
+    /// when the INVITE came without an offer. Err when the caller left first, or no
+    /// ACK came within Timer H.
+    pub async fn answer(
+        &mut self,
+        local: LocalMedia,
+        negotiated: Option<Negotiated>,
+        sdp_body: String,
+    ) -> Result<Option<String>, LegEvent> {
+        if let Ok(mut s) = self.shared.lock() {
+            s.local = Some(local);
+            s.negotiated = negotiated;
+        }
+        let headers = vec![Header::ContentType("application/sdp".into())];
+        if let Err(e) = self.dialog.accept(Some(headers), Some(sdp_body.into_bytes())) {
+            self.ended = true;
+            return Err(LegEvent::Failed(format!("could not send 200 OK: {e}")));
+        }
+        loop {
+            match self.events.recv().await {
+                Some(PumpEvent::Confirmed(ack_body)) => {
+                    self.confirmed = true;
+                    return Ok(ack_body);
+                }
+                Some(PumpEvent::Leg(ev @ (LegEvent::HungUp | LegEvent::Failed(_)))) => {
+                    self.ended = true;
+                    return Err(ev);
+                }
+                Some(PumpEvent::Leg(_)) => {} // a key before the ACK: too early to matter
+                None => {
+                    self.ended = true;
+                    return Err(LegEvent::Failed("dialog vanished".into()));
+                }
+            }
+        }
+    }
+
+    /// Remember what was negotiated (after an ACK carried the answer).
+    pub fn set_negotiated(&mut self, n: Negotiated) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.negotiated = Some(n);
+        }
+    }
+
+    /// Refuse the call before answering.
+    pub fn reject(&mut self, status: StatusCode) {
+        let _ = self.dialog.reject(Some(status), None);
+        self.ended = true;
+    }
+
+    /// The next event on the leg. Cancel-safe.
+    pub async fn next_event(&mut self) -> LegEvent {
+        if self.ended {
+            return std::future::pending().await;
+        }
+        loop {
+            match self.events.recv().await {
+                Some(PumpEvent::Leg(ev)) => {
+                    if matches!(ev, LegEvent::HungUp | LegEvent::Failed(_)) {
+                        self.ended = true;
+                    }
+                    return ev;
+                }
+                Some(PumpEvent::Confirmed(_)) => {}
+                None => {
+                    self.ended = true;
+                    return LegEvent::Failed("dialog vanished".into());
+                }
+            }
+        }
+    }
+
+    /// Hang up from our side: BYE once confirmed. Idempotent.
+    pub async fn hangup(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        if self.confirmed {
+            if let Err(e) = self.dialog.bye().await {
+                tracing::info!("BYE to the caller failed: {e}");
+            }
+        }
+    }
+
+    /// Whether the caller has already gone.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+}
+
+/// Whether our side may send media under this negotiation (not on hold).
+pub fn sending_allowed(n: &Negotiated) -> bool {
+    matches!(n.direction, Direction::SendRecv | Direction::SendOnly)
+}
+
+/// Drains the dialog's state channel for the life of the call.
+async fn pump(
+    dialog: InviteDialog,
+    mut states: DialogStateReceiver,
+    shared: Arc<Mutex<Shared>>,
+    tx: mpsc::Sender<PumpEvent>,
+) {
+    while let Some(state) = states.recv().await {
+        let ev = match state {
+            DialogState::Confirmed(..) => {
+                let ack_body = dialog
+                    .last_remote_ack()
+                    .map(|ack| String::from_utf8_lossy(ack.body()).to_string())
+                    .filter(|b| !b.trim().is_empty());
+                Some(PumpEvent::Confirmed(ack_body))
+            }
+            DialogState::Terminated(_, reason) => Some(PumpEvent::Leg(terminated(reason))),
+            DialogState::Info(_, req, handle) => {
+                let ctype = content_type(&req);
+                match dtmf::parse_info_body(&ctype, req.body()) {
+                    Some(key) => {
+                        let _ = handle.reply(StatusCode::OK).await;
+                        Some(PumpEvent::Leg(LegEvent::Dtmf(key)))
+                    }
+                    None => {
+                        let _ = handle.reply(StatusCode::UnsupportedMediaType).await;
+                        None
+                    }
+                }
+            }
+            DialogState::Updated(_, req, handle) => answer_reinvite(&shared, &req, handle)
+                .await
+                .map(PumpEvent::Leg),
+            DialogState::Options(_, _, handle) => {
+                let _ = handle.reply(StatusCode::OK).await;
+                None
+            }
+            DialogState::Notify(_, _, handle)
+            | DialogState::Refer(_, _, handle)
+            | DialogState::Message(_, _, handle)
+            | DialogState::Publish(_, _, handle) => {
+                let _ = handle.reply(StatusCode::MethodNotAllowed).await;
+                None
+            }
+            _ => None,
+        };
+        if let Some(ev) = ev {
+            let last = matches!(ev, PumpEvent::Leg(LegEvent::HungUp | LegEvent::Failed(_)));
+            if tx.send(ev).await.is_err() || last {
+                return;
+            }
+        }
+    }
+}
+
+fn content_type(req: &Request) -> String {
+    req.headers
+        .iter()
+        .find_map(|h| match h {
+            Header::ContentType(c) => Some(c.value().to_string()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// A re-INVITE (hold, new address) or UPDATE: answer it from the same port and
+/// codec, with the SDP version bumped (RFC 3264 §8).
+async fn answer_reinvite(
+    shared: &Mutex<Shared>,
+    req: &Request,
+    handle: TransactionHandle,
+) -> Option<LegEvent> {
+    let body = String::from_utf8_lossy(req.body()).to_string();
+    let offer = (!body.trim().is_empty()).then(|| sdp::parse(&body).and_then(|o| sdp::negotiate(&o)));
+    let (reply, event) = {
+        let Ok(mut s) = shared.lock() else {
+            return None;
+        };
+        let Shared { local, negotiated } = &mut *s;
+        match (local.as_mut(), negotiated.clone(), offer) {
+            (Some(local), Some(current), None) => {
+                // No offer: ours goes in the 200, and the media stays as it is.
+                local.version += 1;
+                let sdp = sdp::answer(local.ip, local.port, &current, local.session_id, local.version);
+                (Ok(sdp), None)
+            }
+            (Some(local), Some(_), Some(Ok(n))) => {
+                local.version += 1;
+                let sdp = sdp::answer(local.ip, local.port, &n, local.session_id, local.version);
+                *negotiated = Some(n.clone());
+                (Ok(sdp), Some(LegEvent::MediaChanged(n)))
+            }
+            (Some(_), Some(_), Some(Err(e))) => {
+                tracing::info!("re-INVITE offer refused: {e}");
+                (Err(StatusCode::NotAcceptableHere), None)
+            }
+            _ => (Err(StatusCode::ServiceUnavailable), None),
+        }
+    };
+    match reply {
+        Ok(sdp) => {
+            let headers = vec![Header::ContentType("application/sdp".into())];
+            let _ = handle
+                .respond(StatusCode::OK, Some(headers), Some(sdp.into_bytes()))
+                .await;
+        }
+        Err(status) => {
+            let _ = handle.reply(status).await;
+        }
+    }
+    event
+}
+
+fn terminated(reason: TerminatedReason) -> LegEvent {
+    match reason {
+        TerminatedReason::UacBye | TerminatedReason::UacCancel => LegEvent::HungUp,
+        TerminatedReason::Timeout => {
+            LegEvent::Failed("no ACK for our 200 OK (Timer H expired)".into())
+        }
+        other => LegEvent::Failed(format!("dialog ended: {other:?}")),
+    }
+}
