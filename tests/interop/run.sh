@@ -51,6 +51,9 @@ numbers = ["$number"]
 
 [media]
 rtp_ports = "31000-31999"
+# SIPp callers send no voice RTP (only the DTMF events): keep the daemon's
+# no-media hang-up out of the way of the minute-long no-key call.
+rtp_timeout_s = 300
 
 [database]
 url = "sqlite://$work/hotline.db"
