@@ -1,1 +1,918 @@
-//! TODO
+//! The admin's configuration file (`config/hotline.toml`), validated on load.
+//!
+//! As with FreeSWITCH's IVR XML, the menu and stations are data the admin edits
+//! without recompiling. A bad file must stop the daemon at start with a message
+//! naming file, line and key, so every error here carries them.
+//!
+//! Parsing is two steps: serde reads a "raw" shape where every key is optional and
+//! the values we check keep their `toml::Spanned` position; then [`validate`] turns
+//! it into [`Config`], filling defaults and collecting every semantic error at once.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::call::menu::MenuSpec;
+
+/// The shipped configuration; also the defaults for every key left out.
+const EMBEDDED: &str = include_str!("../config/hotline.toml");
+
+/// What [`Config::source`] says when no file was read.
+pub const EMBEDDED_SOURCE: &str = "<embedded defaults>";
+
+/// Languages we have prompts for; the folder `prompts_dir/<language>/` must exist.
+pub const LANGUAGES: &[&str] = &["zh", "en"];
+
+/// Key of the duty desk, which every configuration must have.
+pub const DESK_KEY: char = '0';
+
+/// The whole daemon configuration, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where and as whom we speak SIP.
+    pub sip: SipConfig,
+    /// RTP port range and media timeouts.
+    pub media: MediaConfig,
+    /// Where call records go.
+    pub database: DatabaseConfig,
+    /// Prompt language and menu timing.
+    pub menu: MenuConfig,
+    /// The service stations, in menu order (TOML `[[station]]`).
+    pub stations: Vec<Station>,
+    /// Where the duty roster lives.
+    pub roster: RosterConfig,
+    /// Process lifetime settings.
+    pub daemon: DaemonConfig,
+    /// The file it came from, or [`EMBEDDED_SOURCE`]; for log lines and errors.
+    pub source: PathBuf,
+}
+
+/// SIP endpoint settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipConfig {
+    /// Address to listen on, UDP and TCP.
+    pub listen: SocketAddr,
+    /// Address written into Contact, Via and SDP when behind NAT; default the listen IP.
+    pub public_addr: Option<IpAddr>,
+    /// SIP user parts we answer; calls to anything else are refused.
+    pub numbers: Vec<String>,
+    /// User-Agent / Server header value.
+    pub user_agent: String,
+}
+
+/// RTP settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// Inclusive UDP port range; the first is even so RTP/RTCP pairs line up.
+    pub rtp_ports: (u16, u16),
+    /// Hang up when no RTP arrives for this many seconds.
+    pub rtp_timeout_s: u64,
+}
+
+/// Call record storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// `sqlite://...` or `postgres://...`, as sqlx takes it.
+    pub url: String,
+}
+
+/// Menu prompts and timing; the keys themselves come from the stations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MenuConfig {
+    /// Prompt language, one of [`LANGUAGES`].
+    pub language: String,
+    /// Folder with one sub-folder per language.
+    pub prompts_dir: PathBuf,
+    /// Seconds to wait for a key after the menu prompt ends.
+    pub timeout_s: u64,
+    /// Failed tries before the caller goes to the duty desk.
+    pub max_tries: u32,
+}
+
+/// One service station a caller can choose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Station {
+    /// Phone key: 0-9, `*` or `#`.
+    pub key: char,
+    /// Short stable id used by the roster and call records.
+    pub id: String,
+    /// Human name, for logs and the admin.
+    pub name: String,
+}
+
+/// Duty roster location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterConfig {
+    /// The roster file.
+    pub file: PathBuf,
+}
+
+/// Process lifetime settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// On SIGTERM, how long calls in progress may go on before being cut.
+    pub drain_timeout_s: u64,
+}
+
+/// One problem in a config file, located so the admin can fix it at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file with the problem.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The key, e.g. `[menu] timeout_s`, when known.
+    pub field: Option<String>,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+/// Every problem found in one file, so the admin fixes them in one round.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                field: None,
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        Config::from_str(&text, path)
+    }
+
+    /// Parses and validates config text; `source` names it in errors.
+    #[allow(clippy::should_implement_trait)] // needs `source`, so not FromStr
+    pub fn from_str(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&e, text, source)]))?;
+        validate(raw, text, source)
+    }
+
+    /// The shipped `config/hotline.toml`, for when the default file is absent.
+    pub fn embedded_default() -> Config {
+        // The embedded text is tested to parse; should it ever not, the built-in
+        // values are the same settings, so the daemon still starts.
+        Config::from_str(EMBEDDED, Path::new(EMBEDDED_SOURCE)).unwrap_or_else(|e| {
+            tracing::error!("embedded default config is invalid: {e}");
+            builtin_defaults()
+        })
+    }
+
+    /// The folder with this language's prompts: `prompts_dir/language`.
+    pub fn prompts_path(&self) -> PathBuf {
+        self.menu.prompts_dir.join(&self.menu.language)
+    }
+
+    /// The address to advertise in SIP and SDP.
+    pub fn public_ip(&self) -> IpAddr {
+        self.sip.public_addr.unwrap_or(self.sip.listen.ip())
+    }
+
+    /// The menu state machine's spec: station keys, desk 0, timeout, tries.
+    pub fn menu_spec(&self) -> MenuSpec {
+        MenuSpec {
+            valid_keys: self.stations.iter().map(|s| s.key).collect(),
+            desk_key: DESK_KEY,
+            timeout: Duration::from_secs(self.menu.timeout_s),
+            max_tries: self.menu.max_tries,
+        }
+    }
+
+    /// The station a key picks, if any.
+    pub fn station(&self, key: char) -> Option<&Station> {
+        self.stations.iter().find(|s| s.key == key)
+    }
+}
+
+/// The defaults in code; a test keeps them equal to `config/hotline.toml`.
+fn builtin_defaults() -> Config {
+    let station = |key, id: &str, name: &str| Station {
+        key,
+        id: id.into(),
+        name: name.into(),
+    };
+    Config {
+        sip: SipConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            public_addr: None,
+            numbers: vec!["6289110".into()],
+            user_agent: concat!("hotline/", env!("CARGO_PKG_VERSION")).into(),
+        },
+        media: MediaConfig {
+            rtp_ports: (20000, 20999),
+            rtp_timeout_s: 30,
+        },
+        database: DatabaseConfig {
+            url: "sqlite://data/hotline.db".into(),
+        },
+        menu: MenuConfig {
+            language: "zh".into(),
+            prompts_dir: "prompts".into(),
+            timeout_s: 6,
+            max_tries: 3,
+        },
+        stations: vec![
+            station('1', "property", "物业管理督导站"),
+            station('2', "health", "健康咨询辅导站"),
+            station('3', "counseling", "心理咨询疏导站"),
+            station('4', "assistance", "帮扶助困服务站"),
+            station('5', "culture", "文体娱乐活动站"),
+            station('6', "party", "党建理论宣传站"),
+            station('0', "desk", "值班接待"),
+        ],
+        roster: RosterConfig {
+            file: "config/roster.toml".into(),
+        },
+        daemon: DaemonConfig {
+            drain_timeout_s: 30,
+        },
+        source: PathBuf::from(EMBEDDED_SOURCE),
+    }
+}
+
+// ---- raw shape: what serde reads ----
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawConfig {
+    sip: RawSip,
+    media: RawMedia,
+    database: RawDatabase,
+    menu: RawMenu,
+    station: Option<Vec<RawStation>>,
+    roster: RawRoster,
+    daemon: RawDaemon,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawSip {
+    listen: Option<Spanned<String>>,
+    public_addr: Option<Spanned<String>>,
+    numbers: Option<Spanned<Vec<Spanned<String>>>>,
+    user_agent: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawMedia {
+    rtp_ports: Option<Spanned<String>>,
+    rtp_timeout_s: Option<Spanned<Seconds>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawMenu {
+    language: Option<Spanned<String>>,
+    prompts_dir: Option<PathBuf>,
+    timeout_s: Option<Spanned<Seconds>>,
+    max_tries: Option<Spanned<Count>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStation {
+    key: Spanned<KeyText>,
+    id: Spanned<String>,
+    name: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawRoster {
+    file: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawDaemon {
+    drain_timeout_s: Option<Seconds>,
+}
+
+/// A whole number of seconds, with an error message an admin understands.
+struct Seconds(u64);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_u64(WholeVisitor("a whole number of seconds"))
+            .map(Seconds)
+    }
+}
+
+/// A whole, non-negative count (tries).
+struct Count(u32);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = d.deserialize_u64(WholeVisitor("a whole number"))?;
+        u32::try_from(n).map(Count).map_err(|_| {
+            de::Error::custom(format!("expected a whole number, found {n} (too large)"))
+        })
+    }
+}
+
+struct WholeVisitor(&'static str);
+
+impl Visitor<'_> for WholeVisitor {
+    type Value = u64;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.0)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        Ok(v)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+    }
+}
+
+/// A station key as written: `"1"` or a bare `1`; checked in [`validate`].
+struct KeyText(String);
+
+impl<'de> Deserialize<'de> for KeyText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = KeyText;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a phone key: \"0\" to \"9\", \"*\" or \"#\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---- validation ----
+
+/// Collects semantic errors with their lines while building the [`Config`].
+struct Checker<'a> {
+    text: &'a str,
+    source: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, span: Option<Range<usize>>, field: &str, message: String) {
+        self.errors.push(ConfigError {
+            file: self.source.to_path_buf(),
+            line: span.map(|s| line_of(self.text, s.start)),
+            field: Some(field.to_string()),
+            message,
+        });
+    }
+}
+
+fn validate(raw: RawConfig, text: &str, source: &Path) -> Result<Config, ConfigErrors> {
+    let mut c = Checker {
+        text,
+        source,
+        errors: Vec::new(),
+    };
+    let mut cfg = builtin_defaults();
+    cfg.source = source.to_path_buf();
+
+    // [sip]
+    if let Some(v) = raw.sip.listen {
+        match v.get_ref().parse() {
+            Ok(a) => cfg.sip.listen = a,
+            Err(_) => c.error(
+                Some(v.span()),
+                "[sip] listen",
+                format!(
+                    "expected an address and port like \"127.0.0.1:5060\", found {:?}",
+                    v.get_ref()
+                ),
+            ),
+        }
+    }
+    if let Some(v) = raw.sip.public_addr {
+        match v.get_ref().parse() {
+            Ok(a) => cfg.sip.public_addr = Some(a),
+            Err(_) => c.error(
+                Some(v.span()),
+                "[sip] public_addr",
+                format!(
+                    "expected an IP address like \"203.0.113.10\", found {:?}",
+                    v.get_ref()
+                ),
+            ),
+        }
+    }
+    if let Some(v) = raw.sip.numbers {
+        let span = v.span();
+        let numbers = v.into_inner();
+        if numbers.is_empty() {
+            c.error(
+                Some(span),
+                "[sip] numbers",
+                "must list at least one number to answer".into(),
+            );
+        }
+        for n in &numbers {
+            let ok = !n.get_ref().is_empty()
+                && n.get_ref()
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "+-_.*#".contains(ch));
+            if !ok {
+                c.error(
+                    Some(n.span()),
+                    "[sip] numbers",
+                    format!("{:?} is not a phone number or SIP user name", n.get_ref()),
+                );
+            }
+        }
+        cfg.sip.numbers = numbers.into_iter().map(Spanned::into_inner).collect();
+    }
+    if let Some(v) = raw.sip.user_agent {
+        cfg.sip.user_agent = v;
+    }
+
+    // [media]
+    if let Some(v) = raw.media.rtp_ports {
+        match parse_port_range(v.get_ref()) {
+            Ok(r) => cfg.media.rtp_ports = r,
+            Err(m) => c.error(Some(v.span()), "[media] rtp_ports", m),
+        }
+    }
+    if let Some(v) = raw.media.rtp_timeout_s {
+        if v.get_ref().0 == 0 {
+            c.error(
+                Some(v.span()),
+                "[media] rtp_timeout_s",
+                "must be at least 1 second".into(),
+            );
+        }
+        cfg.media.rtp_timeout_s = v.into_inner().0;
+    }
+
+    // [database]
+    if let Some(v) = raw.database.url {
+        if !v.get_ref().contains("://") {
+            c.error(
+                Some(v.span()),
+                "[database] url",
+                format!(
+                    "expected a URL like \"sqlite://data/hotline.db\", found {:?}",
+                    v.get_ref()
+                ),
+            );
+        }
+        cfg.database.url = v.into_inner();
+    }
+
+    // [menu]
+    if let Some(v) = raw.menu.language {
+        if !LANGUAGES.contains(&v.get_ref().as_str()) {
+            c.error(
+                Some(v.span()),
+                "[menu] language",
+                format!(
+                    "unknown language {:?}; expected one of {}",
+                    v.get_ref(),
+                    LANGUAGES.join(", ")
+                ),
+            );
+        }
+        cfg.menu.language = v.into_inner();
+    }
+    if let Some(v) = raw.menu.prompts_dir {
+        cfg.menu.prompts_dir = v;
+    }
+    if let Some(v) = raw.menu.timeout_s {
+        if v.get_ref().0 == 0 {
+            c.error(
+                Some(v.span()),
+                "[menu] timeout_s",
+                "must be at least 1 second".into(),
+            );
+        }
+        cfg.menu.timeout_s = v.into_inner().0;
+    }
+    if let Some(v) = raw.menu.max_tries {
+        if v.get_ref().0 == 0 {
+            c.error(
+                Some(v.span()),
+                "[menu] max_tries",
+                "must be at least 1".into(),
+            );
+        }
+        cfg.menu.max_tries = v.into_inner().0;
+    }
+
+    // [[station]]
+    if let Some(raw_stations) = raw.station {
+        let mut stations: Vec<Station> = Vec::new();
+        let mut first_span = None;
+        for s in raw_stations {
+            first_span.get_or_insert(s.key.span());
+            let key_span = s.key.span();
+            let key_text = s.key.into_inner().0;
+            let mut chars = key_text.chars();
+            let key = match (chars.next(), chars.next()) {
+                (Some(k), None) if k.is_ascii_digit() || k == '*' || k == '#' => k,
+                _ => {
+                    c.error(
+                        Some(key_span),
+                        "[[station]] key",
+                        format!("expected one phone key: 0-9, * or #, found {key_text:?}"),
+                    );
+                    continue;
+                }
+            };
+            if stations.iter().any(|o| o.key == key) {
+                c.error(
+                    Some(key_span),
+                    "[[station]] key",
+                    format!("key {key:?} is used by two stations"),
+                );
+            }
+            let id_span = s.id.span();
+            let id = s.id.into_inner();
+            if id.trim().is_empty() {
+                c.error(
+                    Some(id_span.clone()),
+                    "[[station]] id",
+                    "must not be empty".into(),
+                );
+            }
+            if stations.iter().any(|o| o.id == id) {
+                c.error(
+                    Some(id_span),
+                    "[[station]] id",
+                    format!("id {id:?} is used by two stations"),
+                );
+            }
+            stations.push(Station {
+                key,
+                id,
+                name: s.name,
+            });
+        }
+        if !stations.iter().any(|s| s.key == DESK_KEY) {
+            c.error(
+                first_span,
+                "[[station]]",
+                format!(
+                    "no station with key \"{DESK_KEY}\": the duty desk is required, \
+                     callers who choose nothing are put through to it"
+                ),
+            );
+        }
+        cfg.stations = stations;
+    }
+
+    // [roster], [daemon]
+    if let Some(v) = raw.roster.file {
+        cfg.roster.file = v;
+    }
+    if let Some(v) = raw.daemon.drain_timeout_s {
+        cfg.daemon.drain_timeout_s = v.0;
+    }
+
+    if c.errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigErrors(c.errors))
+    }
+}
+
+/// `"20000-20999"` -> (20000, 20999): inclusive, first even, room for one RTP/RTCP pair.
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("expected a port range like \"20000-20999\", found {s:?}");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: u16 = a.trim().parse().map_err(|_| bad())?;
+    let b: u16 = b.trim().parse().map_err(|_| bad())?;
+    if a == 0 || b <= a {
+        return Err(format!(
+            "{s:?}: the first port must be above 0 and below the last"
+        ));
+    }
+    if !a.is_multiple_of(2) {
+        return Err(format!(
+            "{s:?}: the first port must be even (RTP uses even ports, RTCP the odd one above)"
+        ));
+    }
+    Ok((a, b))
+}
+
+/// Turns a toml/serde error into one naming file, line and key.
+fn toml_error(e: &toml::de::Error, text: &str, source: &Path) -> ConfigError {
+    let span = e.span();
+    ConfigError {
+        file: source.to_path_buf(),
+        line: span.as_ref().map(|s| line_of(text, s.start)),
+        field: span.and_then(|s| field_at(text, s)),
+        message: friendly(e.message()),
+    }
+}
+
+/// Rewrites serde's "invalid type: string \"six\", expected X" as
+/// "expected X, found \"six\"", which reads better after the key name.
+fn friendly(message: &str) -> String {
+    let message = message.trim();
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            if let Some((found, expected)) = rest.split_once(", expected ") {
+                let found = found
+                    .strip_prefix("string ")
+                    .or_else(|| found.strip_prefix("integer "))
+                    .unwrap_or(found);
+                return format!("expected {expected}, found {found}");
+            }
+        }
+    }
+    message.to_string()
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Best-effort `[table] key` for an error span: the key on the span's line, or the
+/// spanned text itself when the span is the key (unknown keys), under the nearest
+/// table header above.
+fn field_at(text: &str, span: Range<usize>) -> Option<String> {
+    let mut start = span.start.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = &text[line_start..line_end];
+    let spanned = text.get(span.clone()).unwrap_or("").trim();
+
+    let is_header = line.trim_start().starts_with('[');
+    let key = if is_header {
+        spanned.trim_matches(|c| c == '[' || c == ']').to_string()
+    } else {
+        match line.split_once('=') {
+            Some((k, _)) if start >= line_start + k.len() => k.trim().to_string(),
+            _ => spanned.to_string(),
+        }
+    };
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| match l.find(']') {
+            Some(i) if l.starts_with("[[") => &l[..(i + 2).min(l.len())],
+            Some(i) => &l[..=i],
+            None => l,
+        });
+    match (table, key.is_empty()) {
+        (_, true) => table.map(str::to_string),
+        (Some(t), false) if !is_header => Some(format!("{t} {key}")),
+        _ => Some(key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Config::from_str(text, Path::new("config/hotline.toml"))
+    }
+
+    fn one_error(text: &str) -> ConfigError {
+        let errs = parse(text).unwrap_err().0;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        errs.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn embedded_default_parses_and_matches_builtin_defaults() {
+        let parsed = Config::from_str(EMBEDDED, Path::new(EMBEDDED_SOURCE)).unwrap();
+        assert_eq!(parsed, builtin_defaults());
+        let cfg = Config::embedded_default();
+        assert_eq!(cfg.source, PathBuf::from("<embedded defaults>"));
+        assert_eq!(cfg.sip.listen, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(cfg.sip.numbers, vec!["6289110"]);
+        assert!(cfg.sip.user_agent.starts_with("hotline/"));
+        assert_eq!(cfg.media.rtp_ports, (20000, 20999));
+        assert_eq!(cfg.menu.timeout_s, 6);
+        assert_eq!(cfg.menu.max_tries, 3);
+        let keys: String = cfg.stations.iter().map(|s| s.key).collect();
+        assert_eq!(keys, "1234560");
+        assert_eq!(cfg.station('0').unwrap().id, "desk");
+        assert_eq!(cfg.station('3').unwrap().name, "心理咨询疏导站");
+        assert_eq!(cfg.prompts_path(), PathBuf::from("prompts/zh"));
+        assert_eq!(cfg.public_ip(), "127.0.0.1".parse::<IpAddr>().unwrap());
+        let spec = cfg.menu_spec();
+        assert_eq!(spec.desk_key, '0');
+        assert_eq!(spec.timeout, Duration::from_secs(6));
+        assert_eq!(spec.valid_keys.len(), 7);
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let cfg = parse("").unwrap();
+        assert_eq!(
+            Config {
+                source: PathBuf::from(EMBEDDED_SOURCE),
+                ..cfg.clone()
+            },
+            Config::embedded_default()
+        );
+        assert_eq!(cfg.source, PathBuf::from("config/hotline.toml"));
+        assert!(parse("# only a comment\n\n[menu]\n").is_ok());
+    }
+
+    #[test]
+    fn partial_file_overrides_only_what_it_says() {
+        let cfg =
+            parse("[sip]\npublic_addr = \"2001:db8::1\"\n[menu]\nlanguage = \"en\"\n").unwrap();
+        assert_eq!(cfg.public_ip(), "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(cfg.prompts_path(), PathBuf::from("prompts/en"));
+        assert_eq!(cfg.menu.timeout_s, 6);
+        assert_eq!(cfg.stations.len(), 7);
+    }
+
+    #[test]
+    fn typo_key_is_reported_with_line_and_field() {
+        let e = one_error(
+            "[sip]\nlisten = \"0.0.0.0:5060\"\n\n[menu]\nlanguage = \"zh\"\ntimout_s = 6\n",
+        );
+        assert_eq!(e.line, Some(6));
+        assert_eq!(e.field.as_deref(), Some("[menu] timout_s"));
+        assert!(
+            e.message.contains("unknown field `timout_s`"),
+            "{}",
+            e.message
+        );
+        assert!(e
+            .to_string()
+            .starts_with("config/hotline.toml:6: [menu] timout_s: "));
+    }
+
+    #[test]
+    fn unknown_table_is_reported() {
+        let e = one_error("[sip]\n\n[sipp]\nlisten = \"x\"\n");
+        assert_eq!(e.line, Some(3));
+        assert_eq!(e.field.as_deref(), Some("sipp"));
+    }
+
+    #[test]
+    fn wrong_type_is_reported_with_line() {
+        let e = one_error("# comment\n[menu]\nlanguage = \"zh\"\ntimeout_s = \"six\"\n");
+        assert_eq!(
+            e.to_string(),
+            "config/hotline.toml:4: [menu] timeout_s: expected a whole number of seconds, found \"six\""
+        );
+        let e = one_error("[menu]\nmax_tries = -1\n");
+        assert_eq!(e.line, Some(2));
+        assert_eq!(e.field.as_deref(), Some("[menu] max_tries"));
+        let e = one_error("[sip]\nnumbers = \"6289110\"\n");
+        assert_eq!(e.line, Some(2));
+        assert_eq!(e.field.as_deref(), Some("[sip] numbers"));
+    }
+
+    #[test]
+    fn toml_syntax_error_has_a_line() {
+        let e = one_error("[sip]\nlisten = \"127.0.0.1:5060\n");
+        assert_eq!(e.line, Some(2));
+    }
+
+    const STATIONS: &str = "[[station]]\nkey = \"1\"\nid = \"property\"\nname = \"a\"\n\n\
+                            [[station]]\nkey = \"0\"\nid = \"desk\"\nname = \"b\"\n\n";
+
+    #[test]
+    fn duplicate_station_key_reported_at_the_second() {
+        let text = format!("{STATIONS}[[station]]\nkey = \"1\"\nid = \"health\"\nname = \"c\"\n");
+        let e = one_error(&text);
+        assert_eq!(e.line, Some(12));
+        assert_eq!(e.field.as_deref(), Some("[[station]] key"));
+        assert!(e.message.contains("used by two stations"));
+    }
+
+    #[test]
+    fn duplicate_station_id_and_bad_key_are_all_reported() {
+        let text = format!(
+            "{STATIONS}[[station]]\nkey = 2\nid = \"property\"\nname = \"c\"\n\n\
+             [[station]]\nkey = \"12\"\nid = \"x\"\nname = \"d\"\n"
+        );
+        let errs = parse(&text).unwrap_err().0;
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert_eq!(errs[0].line, Some(13));
+        assert_eq!(errs[0].field.as_deref(), Some("[[station]] id"));
+        assert_eq!(errs[1].line, Some(17));
+        assert_eq!(errs[1].field.as_deref(), Some("[[station]] key"));
+    }
+
+    #[test]
+    fn station_typo_and_missing_field_are_reported() {
+        let e = one_error(&format!(
+            "{STATIONS}[[station]]\nkey = \"2\"\nid = \"health\"\nnmae = \"c\"\n"
+        ));
+        assert_eq!(e.line, Some(14));
+        assert_eq!(e.field.as_deref(), Some("[[station]] nmae"));
+        let e = one_error("[[station]]\nkey = \"0\"\nid = \"desk\"\n");
+        assert!(e.message.contains("missing field `name`"), "{e}");
+        assert!(e.line.is_some());
+    }
+
+    #[test]
+    fn bare_integer_station_key_is_accepted() {
+        let cfg = parse("[[station]]\nkey = 0\nid = \"desk\"\nname = \"d\"\n").unwrap();
+        assert_eq!(cfg.stations[0].key, '0');
+    }
+
+    #[test]
+    fn missing_desk_station_is_an_error() {
+        let e = one_error("[menu]\n\n[[station]]\nkey = \"1\"\nid = \"property\"\nname = \"a\"\n");
+        assert_eq!(e.line, Some(4));
+        assert!(e.message.contains("duty desk"), "{}", e.message);
+    }
+
+    #[test]
+    fn bad_rtp_ports_are_reported() {
+        for bad in ["20001-20999", "20000", "30000-20000", "a-b", "20000-70000"] {
+            let e = one_error(&format!("[media]\nrtp_ports = \"{bad}\"\n"));
+            assert_eq!(e.line, Some(2), "{bad}");
+            assert_eq!(e.field.as_deref(), Some("[media] rtp_ports"));
+        }
+        let cfg = parse("[media]\nrtp_ports = \"10000-10001\"\n").unwrap();
+        assert_eq!(cfg.media.rtp_ports, (10000, 10001));
+    }
+
+    #[test]
+    fn other_semantic_errors_name_their_lines() {
+        let text = "[sip]\nlisten = \"localhost\"\nnumbers = []\n[menu]\nlanguage = \"fr\"\ntimeout_s = 0\n";
+        let errs = parse(text).unwrap_err().0;
+        let lines: Vec<_> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![Some(2), Some(3), Some(5), Some(6)]);
+        let all = ConfigErrors(errs).to_string();
+        assert!(all.contains("config/hotline.toml:5: [menu] language: unknown language \"fr\""));
+    }
+
+    #[test]
+    fn load_reads_a_file_and_names_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hotline.toml");
+        std::fs::write(&path, "[daemon]\ndrain_timeout_s = 5\n").unwrap();
+        let cfg = Config::load(&path).unwrap();
+        assert_eq!(cfg.daemon.drain_timeout_s, 5);
+        assert_eq!(cfg.source, path);
+
+        let missing = dir.path().join("nope.toml");
+        let e = Config::load(&missing).unwrap_err();
+        assert_eq!(e.0[0].file, missing);
+        assert!(e.to_string().contains("cannot read"));
+    }
+}
