@@ -1,1 +1,516 @@
-//! TODO
+//! Call records: one row per call in SQLite (default) or PostgreSQL.
+//!
+//! Every call must leave a record, but no call may wait for a database.
+//! So the call flow sends [`CallEvent`]s to [`Store::record`], which only
+//! enqueues them; a single writer task applies them in order and keeps them
+//! queued, retrying, while the database is locked or down.
+//!
+//! - [`event`]: the events and the enums stored as words.
+//! - [`rows`]: what reads return, and the `hotline calls` table.
+//! - `queue`: the write-behind queue and the writer task.
+//! - `sqlite`, `postgres`: one small SQL implementation per backend, each
+//!   with its own migrations folder under `migrations/`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+/// The selected columns of `calls`, in the order [`rows::call_from_row`] reads.
+macro_rules! call_columns {
+    () => {
+        "id, call_id, caller, dialed, started_at, answered_at, station, keys, \
+         volunteer, connected_at, ended_at, outcome, hangup_by, voicemail"
+    };
+}
+
+/// The selected columns of `call_attempts`.
+macro_rules! attempt_columns {
+    () => {
+        "id, call_id, attempt_no, volunteer, target, started_at, ended_at, result, sip_status"
+    };
+}
+
+mod backend;
+pub mod event;
+mod postgres;
+mod queue;
+pub mod rows;
+mod sqlite;
+
+pub use event::{AttemptResult, CallEvent, HangupBy, NewCall, Outcome};
+pub use rows::{format_calls_table, AttemptRow, CallRow};
+
+use backend::Backend;
+use queue::{Backoff, Queue};
+
+/// Why the store could not open, read or flush. Messages are for the
+/// operator; URLs in them have their password hidden.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is neither `sqlite:` nor `postgres://`.
+    #[error(
+        "unsupported call records database URL {url:?}: expected sqlite://PATH or postgres://..."
+    )]
+    UnsupportedUrl {
+        /// The URL, password hidden.
+        url: String,
+    },
+    /// The URL has the right scheme but could not be parsed.
+    #[error("bad call records database URL {url:?}: {source}")]
+    BadUrl {
+        /// The URL, password hidden.
+        url: String,
+        /// What sqlx disliked.
+        source: sqlx::Error,
+    },
+    /// The folder for the SQLite file could not be made.
+    #[error("cannot create folder {path} for the call records database: {source}")]
+    CreateFolder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Connecting (or preparing the PostgreSQL schema) failed.
+    #[error("cannot connect to the call records database {url}: {source}")]
+    Connect {
+        /// The URL, password hidden.
+        url: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// Bringing the schema up to date failed.
+    #[error("cannot update the call records database {url} to the current schema: {source}")]
+    Migrate {
+        /// The URL, password hidden.
+        url: String,
+        /// Why.
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A PostgreSQL schema name that is not a plain lowercase identifier.
+    #[error("bad PostgreSQL schema name {name:?}: use lowercase letters, digits and _")]
+    BadSchemaName {
+        /// The rejected name.
+        name: String,
+    },
+    /// A read query failed.
+    #[error("cannot read call records: {0}")]
+    Query(#[from] sqlx::Error),
+    /// `flush` gave up before everything was written.
+    #[error("call records not written after {waited:?}: {pending} updates still queued")]
+    FlushTimeout {
+        /// Updates recorded before the flush that are still unwritten.
+        pending: u64,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The writer task is gone (it panicked), so nothing more will be written.
+    #[error("call records writer stopped; {pending} updates will not be written")]
+    WriterStopped {
+        /// Updates still queued.
+        pending: u64,
+    },
+}
+
+/// Knobs for [`Store::open_with`]; [`Store::open`] uses the defaults.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// PostgreSQL schema to use (created if missing), e.g. one per test run.
+    /// Ignored for SQLite.
+    pub pg_schema: Option<String>,
+    /// How long one SQLite statement waits on a lock before the writer
+    /// backs off and retries.
+    pub sqlite_busy_timeout: Duration,
+    /// How long to wait for a database connection.
+    pub connect_timeout: Duration,
+    /// Updates kept while the database is away; past this the oldest go.
+    pub queue_capacity: usize,
+    /// First retry delay after a failed write; doubles up to `retry_max`.
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            pg_schema: None,
+            sqlite_busy_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            queue_capacity: 100_000,
+            retry_initial: Duration::from_millis(200),
+            retry_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The call-record store: cheap to clone, one per task that needs it.
+/// Writes go through a queue and never block; reads go to the database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: Arc<Queue>,
+    backend: Backend,
+    writer: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: let the writer drain and stop.
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+impl Store {
+    /// Opens the database named by `url` (`sqlite://data/hotline.db` or
+    /// `postgres://...`) with default options; see [`Store::open_with`].
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_with(url, StoreOptions::default()).await
+    }
+
+    /// Connects, creates the SQLite folder and file if missing, brings the
+    /// schema up to date and starts the writer task. Fails rather than
+    /// starting without records, so a bad URL is seen at start.
+    pub async fn open_with(url: &str, opts: StoreOptions) -> Result<Store, StoreError> {
+        let backend = Backend::open(url, &opts).await?;
+        let queue = Arc::new(Queue::new(opts.queue_capacity));
+        let backoff = Backoff {
+            initial: opts.retry_initial,
+            max: opts.retry_max,
+        };
+        let writer = tokio::spawn(queue::run_writer(queue.clone(), backend.clone(), backoff));
+        Ok(Store {
+            inner: Arc::new(Inner {
+                queue,
+                backend,
+                writer,
+            }),
+        })
+    }
+
+    /// Queues one update for the writer and returns at once; safe to call
+    /// from the call flow at any time, even while the database is down.
+    pub fn record(&self, ev: CallEvent) {
+        self.inner.queue.push(ev);
+    }
+
+    /// Waits until every update recorded before this call is written (or
+    /// given up as unwritable), for shutdown and tests. Updates recorded
+    /// meanwhile are not waited for.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), StoreError> {
+        let queue = &self.inner.queue;
+        let target = queue.enqueued();
+        let unwritten = || target.saturating_sub(queue.done());
+        if unwritten() > 0 && self.inner.writer.is_finished() {
+            return Err(StoreError::WriterStopped {
+                pending: queue.pending(),
+            });
+        }
+        let mut done = queue.subscribe();
+        let waited = tokio::time::timeout(timeout, done.wait_for(|d| *d >= target)).await;
+        match waited.map(|r| r.is_ok()) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(StoreError::WriterStopped {
+                pending: queue.pending(),
+            }),
+            Err(_) => Err(StoreError::FlushTimeout {
+                pending: unwritten(),
+                waited: timeout,
+            }),
+        }
+    }
+
+    /// Updates recorded but not yet written; non-zero for long means the
+    /// database is away.
+    pub fn pending(&self) -> usize {
+        usize::try_from(self.inner.queue.pending()).unwrap_or(usize::MAX)
+    }
+
+    /// The newest `limit` calls, newest first, for `hotline calls`.
+    pub async fn recent_calls(&self, limit: u32) -> Result<Vec<CallRow>, StoreError> {
+        Ok(self.inner.backend.recent_calls(limit).await?)
+    }
+
+    /// One call by the caller leg's SIP Call-ID.
+    pub async fn call(&self, call_id: &str) -> Result<Option<CallRow>, StoreError> {
+        Ok(self.inner.backend.call(call_id).await?)
+    }
+
+    /// The volunteers rung for one call, in order.
+    pub async fn attempts(&self, call_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
+        Ok(self.inner.backend.attempts(call_id).await?)
+    }
+}
+
+/// Hides the password in `scheme://user:password@host/...` so URLs can go
+/// into logs and error messages.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &authority[..at];
+    match userinfo.find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &userinfo[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use chrono::{DateTime, TimeZone, Utc};
+
+    /// Tests return errors instead of unwrapping database and file results.
+    pub(crate) type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// 2026-11-28T05:00:00Z plus `secs`.
+    pub(crate) fn at(secs: i64) -> DateTime<Utc> {
+        let base = Utc.with_ymd_and_hms(2026, 11, 28, 5, 0, 0).single();
+        base.unwrap_or_default() + chrono::Duration::seconds(secs)
+    }
+
+    pub(crate) fn started(call_id: &str, secs: i64) -> NewCall {
+        NewCall {
+            call_id: call_id.to_string(),
+            caller: "+4930123456".to_string(),
+            dialed: "6289110".to_string(),
+            started_at: at(secs),
+        }
+    }
+
+    fn lifecycle_events(id: &str) -> Vec<CallEvent> {
+        let call_id = || id.to_string();
+        vec![
+            CallEvent::Started(started(id, 0)),
+            CallEvent::Answered {
+                call_id: call_id(),
+                at: at(1),
+            },
+            CallEvent::Key {
+                call_id: call_id(),
+                keys: "9".into(),
+            },
+            CallEvent::Key {
+                call_id: call_id(),
+                keys: "92".into(),
+            },
+            CallEvent::Station {
+                call_id: call_id(),
+                station: "housing".into(),
+            },
+            CallEvent::AttemptStarted {
+                call_id: call_id(),
+                attempt_no: 1,
+                volunteer: "ana".into(),
+                target: "sip:ana@10.0.0.5".into(),
+                at: at(10),
+            },
+            CallEvent::AttemptEnded {
+                call_id: call_id(),
+                attempt_no: 1,
+                at: at(30),
+                result: AttemptResult::NoAnswer,
+                sip_status: None,
+            },
+            CallEvent::AttemptStarted {
+                call_id: call_id(),
+                attempt_no: 2,
+                volunteer: "ben".into(),
+                target: "sip:ben@10.0.0.6".into(),
+                at: at(30),
+            },
+            CallEvent::AttemptEnded {
+                call_id: call_id(),
+                attempt_no: 2,
+                at: at(35),
+                result: AttemptResult::Answered,
+                sip_status: Some(200),
+            },
+            CallEvent::Connected {
+                call_id: call_id(),
+                volunteer: "ben".into(),
+                at: at(35),
+            },
+            CallEvent::Ended {
+                call_id: call_id(),
+                at: at(300),
+                outcome: Outcome::Connected,
+                hangup_by: HangupBy::Caller,
+            },
+        ]
+    }
+
+    /// Records a whole call twice (the second time as a retry would) and
+    /// checks the row and attempts. Shared by both backends' tests.
+    pub(crate) async fn check_lifecycle(store: &Store) -> Result<(), StoreError> {
+        let id = "a84b4c76e66710@pc33.example.org";
+        let events = lifecycle_events(id);
+        store.record(events[0].clone());
+        store.flush(Duration::from_secs(10)).await?;
+        let row = store.call(id).await?;
+        let row = row.ok_or(StoreError::Query(sqlx::Error::RowNotFound))?;
+        assert_eq!(row.keys, "");
+        assert_eq!(row.outcome, None, "in progress until Ended");
+
+        for _ in 0..2 {
+            for ev in &events {
+                store.record(ev.clone());
+            }
+            store.flush(Duration::from_secs(10)).await?;
+        }
+        let row = store.call(id).await?;
+        let row = row.ok_or(StoreError::Query(sqlx::Error::RowNotFound))?;
+        let expected = CallRow {
+            id: row.id,
+            call_id: id.to_string(),
+            caller: Some("+4930123456".into()),
+            dialed: Some("6289110".into()),
+            started_at: "2026-11-28T05:00:00.000Z".into(),
+            answered_at: Some("2026-11-28T05:00:01.000Z".into()),
+            station: Some("housing".into()),
+            keys: "92".into(),
+            volunteer: Some("ben".into()),
+            connected_at: Some("2026-11-28T05:00:35.000Z".into()),
+            ended_at: Some("2026-11-28T05:05:00.000Z".into()),
+            outcome: Some("connected".into()),
+            hangup_by: Some("caller".into()),
+            voicemail: None,
+        };
+        assert_eq!(row, expected);
+
+        let attempts = store.attempts(id).await?;
+        assert_eq!(attempts.len(), 2, "replayed events must not duplicate rows");
+        assert_eq!(attempts[0].attempt_no, 1);
+        assert_eq!(attempts[0].volunteer.as_deref(), Some("ana"));
+        assert_eq!(attempts[0].result.as_deref(), Some("no_answer"));
+        assert_eq!(attempts[0].sip_status, None);
+        assert_eq!(attempts[1].target.as_deref(), Some("sip:ben@10.0.0.6"));
+        assert_eq!(
+            attempts[1].started_at.as_deref(),
+            Some("2026-11-28T05:00:30.000Z")
+        );
+        assert_eq!(
+            attempts[1].ended_at.as_deref(),
+            Some("2026-11-28T05:00:35.000Z")
+        );
+        assert_eq!(attempts[1].result.as_deref(), Some("answered"));
+        assert_eq!(attempts[1].sip_status, Some(200));
+        assert_eq!(store.pending(), 0);
+        Ok(())
+    }
+
+    async fn sqlite_store() -> Result<(tempfile::TempDir, Store), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("hotline.db").display());
+        let store = Store::open(&url).await?;
+        Ok((dir, store))
+    }
+
+    #[tokio::test]
+    async fn sqlite_full_lifecycle() -> TestResult {
+        let (_dir, store) = sqlite_store().await?;
+        check_lifecycle(&store).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn voicemail_and_abandoned_calls_are_recorded() -> TestResult {
+        let (_dir, store) = sqlite_store().await?;
+        store.record(CallEvent::Started(started("vm", 0)));
+        store.record(CallEvent::Voicemail {
+            call_id: "vm".into(),
+            path: "voicemail/vm.wav".into(),
+        });
+        store.record(CallEvent::Ended {
+            call_id: "vm".into(),
+            at: at(90),
+            outcome: Outcome::Voicemail,
+            hangup_by: HangupBy::Caller,
+        });
+        store.record(CallEvent::Started(started("gone", 5)));
+        store.record(CallEvent::Ended {
+            call_id: "gone".into(),
+            at: at(7),
+            outcome: Outcome::Abandoned,
+            hangup_by: HangupBy::Caller,
+        });
+        store.flush(Duration::from_secs(5)).await?;
+        let vm = store.call("vm").await?;
+        assert_eq!(
+            vm.as_ref().and_then(|r| r.voicemail.as_deref()),
+            Some("voicemail/vm.wav")
+        );
+        assert_eq!(vm.and_then(|r| r.outcome).as_deref(), Some("voicemail"));
+        let gone = store.call("gone").await?;
+        assert_eq!(gone.as_ref().and_then(|r| r.station.as_deref()), None);
+        assert_eq!(gone.and_then(|r| r.outcome).as_deref(), Some("abandoned"));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn recent_calls_are_newest_first_and_limited() -> TestResult {
+        let (_dir, store) = sqlite_store().await?;
+        // Recorded out of time order on purpose.
+        for (id, secs) in [("c2", 20), ("c0", 0), ("c4", 40), ("c1", 10), ("c3", 30)] {
+            store.record(CallEvent::Started(started(id, secs)));
+        }
+        store.flush(Duration::from_secs(5)).await?;
+        let ids: Vec<String> = store
+            .recent_calls(3)
+            .await?
+            .into_iter()
+            .map(|r| r.call_id)
+            .collect();
+        assert_eq!(ids, ["c4", "c3", "c2"]);
+        assert_eq!(store.recent_calls(100).await?.len(), 5);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn flush_with_nothing_queued_returns_at_once() -> TestResult {
+        let (_dir, store) = sqlite_store().await?;
+        store.flush(Duration::from_millis(1)).await?;
+        assert_eq!(store.pending(), 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn unknown_url_scheme_is_refused() {
+        let err = Store::open("mysql://root:hunter2@db/hotline").await.err();
+        let msg = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("unsupported"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn passwords_are_hidden_in_urls() {
+        assert_eq!(
+            redact_url("postgres://hot:secret@db:5432/hotline"),
+            "postgres://hot:***@db:5432/hotline"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/hotline.db"),
+            "sqlite://data/hotline.db"
+        );
+    }
+}

@@ -1,0 +1,289 @@
+//! The write-behind queue. `Store::record` only pushes here; one writer task
+//! pops events in order and applies them, retrying with backoff while the
+//! database is away. The call flow therefore never waits for the disk or
+//! the network, and a database outage costs memory, not calls.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use super::backend::{is_permanent, Backend};
+use super::event::CallEvent;
+
+/// Log the "queue full" error on the first drop and then every this many.
+const DROP_LOG_EVERY: u64 = 1000;
+
+/// Events waiting for the writer, plus counters that make `flush` exact.
+pub(crate) struct Queue {
+    state: Mutex<State>,
+    /// Wakes the writer when an event arrives or the store closes.
+    wake: Notify,
+    /// Number of events finished (written, skipped or dropped); `flush` waits on it.
+    done: watch::Sender<u64>,
+    capacity: usize,
+}
+
+struct State {
+    events: VecDeque<CallEvent>,
+    /// Events ever enqueued; event n (from 1) is finished once `done >= n`,
+    /// because events finish strictly in order.
+    enqueued: u64,
+    done: u64,
+    dropped: u64,
+    closed: bool,
+}
+
+/// What the writer should do next.
+pub(crate) enum Next {
+    Event(CallEvent),
+    Idle,
+    Closed,
+}
+
+impl Queue {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Queue {
+            state: Mutex::new(State {
+                events: VecDeque::new(),
+                enqueued: 0,
+                done: 0,
+                dropped: 0,
+                closed: false,
+            }),
+            wake: Notify::new(),
+            done: watch::Sender::new(0),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// A panic elsewhere while holding the lock leaves the counters intact,
+    /// so carry on rather than lose every later record.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Enqueues without waiting; past capacity the oldest event is dropped.
+    pub(crate) fn push(&self, ev: CallEvent) {
+        let mut st = self.lock();
+        if st.closed {
+            tracing::error!(
+                call_id = ev.call_id(),
+                "call record update after the store closed; lost"
+            );
+            return;
+        }
+        if st.events.len() >= self.capacity {
+            if let Some(old) = st.events.pop_front() {
+                st.dropped += 1;
+                st.done += 1;
+                if st.dropped % DROP_LOG_EVERY == 1 {
+                    tracing::error!(
+                        call_id = old.call_id(),
+                        dropped_total = st.dropped,
+                        "call records queue is full ({} updates waiting for the database); \
+                         dropping the oldest updates, call records are being lost",
+                        self.capacity
+                    );
+                }
+                self.done.send_replace(st.done);
+            }
+        }
+        st.events.push_back(ev);
+        st.enqueued += 1;
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Takes the oldest event for the writer. It stays counted as pending
+    /// until [`Queue::finish_one`].
+    pub(crate) fn next(&self) -> Next {
+        let mut st = self.lock();
+        match st.events.pop_front() {
+            Some(ev) => Next::Event(ev),
+            None if st.closed => Next::Closed,
+            None => Next::Idle,
+        }
+    }
+
+    /// Marks the event last taken by `next` as finished.
+    pub(crate) fn finish_one(&self) {
+        let mut st = self.lock();
+        st.done += 1;
+        self.done.send_replace(st.done);
+    }
+
+    /// Events recorded but not yet finished, including one being written.
+    pub(crate) fn pending(&self) -> u64 {
+        let st = self.lock();
+        st.enqueued - st.done
+    }
+
+    /// Sequence number of the newest event; `flush` waits for it.
+    pub(crate) fn enqueued(&self) -> u64 {
+        self.lock().enqueued
+    }
+
+    /// Events finished so far.
+    pub(crate) fn done(&self) -> u64 {
+        self.lock().done
+    }
+
+    /// Watches the finished count.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.done.subscribe()
+    }
+
+    /// The last `Store` handle is gone: drain what is left, then stop.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_one();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    async fn woken(&self) {
+        self.wake.notified().await
+    }
+}
+
+/// How long to wait between retries while the database is away.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Backoff {
+    pub(crate) initial: Duration,
+    pub(crate) max: Duration,
+}
+
+/// Tracks one outage so it is logged once when it starts and once when
+/// the backlog from it has been written.
+struct Outage {
+    /// Set at the first success: the backlog ends at this event number.
+    backlog_end: Option<u64>,
+    written: u64,
+}
+
+/// The writer task: applies events one at a time, in order, forever.
+pub(crate) async fn run_writer(queue: Arc<Queue>, backend: Backend, backoff: Backoff) {
+    let mut outage: Option<Outage> = None;
+    loop {
+        let ev = match queue.next() {
+            Next::Event(ev) => ev,
+            Next::Idle => {
+                queue.woken().await;
+                continue;
+            }
+            Next::Closed => return,
+        };
+        let mut delay = backoff.initial;
+        loop {
+            match backend.apply(&ev).await {
+                Ok(rows) => {
+                    if rows == 0 && is_update(&ev) {
+                        tracing::warn!(
+                            call_id = ev.call_id(),
+                            "call record update for a call that has no record; skipped"
+                        );
+                    }
+                    if let Some(o) = outage.as_mut() {
+                        o.written += 1;
+                        o.backlog_end.get_or_insert_with(|| queue.enqueued());
+                    }
+                    break;
+                }
+                Err(e) if is_permanent(&e) => {
+                    tracing::error!(
+                        call_id = ev.call_id(),
+                        event = ?ev,
+                        "call records database refused an update ({e}); skipped"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    if outage.is_none() {
+                        tracing::warn!(
+                            "call records database unavailable ({e}); {} updates queued, retrying",
+                            queue.pending()
+                        );
+                        outage = Some(Outage {
+                            backlog_end: None,
+                            written: 0,
+                        });
+                    }
+                    if queue.is_closed() {
+                        tracing::error!(
+                            "call records database unavailable at shutdown ({e}); \
+                             {} call record updates lost",
+                            queue.pending()
+                        );
+                        return;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(backoff.max);
+                }
+            }
+        }
+        queue.finish_one();
+        if let Some(Outage {
+            backlog_end: Some(end),
+            written,
+        }) = outage
+        {
+            if queue.done() >= end {
+                tracing::warn!("call records database is back; wrote {written} queued updates");
+                outage = None;
+            }
+        }
+    }
+}
+
+/// Updates touch an existing row; inserts may legitimately find theirs present.
+fn is_update(ev: &CallEvent) -> bool {
+    !matches!(ev, CallEvent::Started(_) | CallEvent::AttemptStarted { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u32) -> CallEvent {
+        CallEvent::Key {
+            call_id: format!("c{n}"),
+            keys: n.to_string(),
+        }
+    }
+
+    #[test]
+    fn full_queue_drops_the_oldest_and_counts_it_finished() {
+        let q = Queue::new(2);
+        for n in 1..=3 {
+            q.push(key(n));
+        }
+        assert_eq!(q.pending(), 2);
+        assert_eq!(q.done(), 1);
+        assert_eq!(q.enqueued(), 3);
+        match q.next() {
+            Next::Event(ev) => assert_eq!(ev, key(2)),
+            _ => panic!("expected event 2"),
+        }
+        // Taken but not finished still counts as pending.
+        assert_eq!(q.pending(), 2);
+        q.finish_one();
+        assert_eq!(q.pending(), 1);
+    }
+
+    #[test]
+    fn closed_queue_hands_out_the_rest_then_stops() {
+        let q = Queue::new(10);
+        q.push(key(1));
+        q.close();
+        assert!(matches!(q.next(), Next::Event(_)));
+        assert!(matches!(q.next(), Next::Closed));
+        q.push(key(2));
+        assert_eq!(q.enqueued(), 1);
+    }
+}

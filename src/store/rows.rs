@@ -1,0 +1,261 @@
+//! What the store hands back when asked about calls: plain rows with times
+//! as the stored RFC 3339 text, ready for `hotline calls` or JSON.
+
+use chrono::DateTime;
+use serde::Serialize;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+/// One row of `calls`, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallRow {
+    /// Row number, in insertion order.
+    pub id: i64,
+    /// SIP Call-ID of the caller's leg.
+    pub call_id: String,
+    /// Caller's number or URI.
+    pub caller: Option<String>,
+    /// Number dialed.
+    pub dialed: Option<String>,
+    /// When the INVITE arrived.
+    pub started_at: String,
+    /// When we answered.
+    pub answered_at: Option<String>,
+    /// Station chosen, if any.
+    pub station: Option<String>,
+    /// Every key pressed, in order.
+    pub keys: String,
+    /// Volunteer who answered, if any.
+    pub volunteer: Option<String>,
+    /// When the volunteer answered.
+    pub connected_at: Option<String>,
+    /// When the call ended; `None` while in progress.
+    pub ended_at: Option<String>,
+    /// `connected`, `voicemail`, `no_answer`, `abandoned` or `failed`.
+    pub outcome: Option<String>,
+    /// `caller`, `volunteer` or `system`.
+    pub hangup_by: Option<String>,
+    /// Path of the voicemail recording.
+    pub voicemail: Option<String>,
+}
+
+/// One row of `call_attempts`: one volunteer rung for one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptRow {
+    /// Row number, in insertion order.
+    pub id: i64,
+    /// Caller leg's Call-ID, linking to `calls.call_id`.
+    pub call_id: String,
+    /// 1, 2, 3... within the call.
+    pub attempt_no: i64,
+    /// Volunteer's name from the roster.
+    pub volunteer: Option<String>,
+    /// SIP URI or number rung.
+    pub target: Option<String>,
+    /// When the INVITE went out.
+    pub started_at: Option<String>,
+    /// When the attempt finished.
+    pub ended_at: Option<String>,
+    /// `answered`, `no_answer`, `busy`, `declined`, `failed` or `cancelled`.
+    pub result: Option<String>,
+    /// Final SIP status code.
+    pub sip_status: Option<i32>,
+}
+
+/// Reads a [`CallRow`] from either backend's row type.
+pub(crate) fn call_from_row<R>(row: &R) -> Result<CallRow, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(CallRow {
+        id: row.try_get("id")?,
+        call_id: row.try_get("call_id")?,
+        caller: row.try_get("caller")?,
+        dialed: row.try_get("dialed")?,
+        started_at: row.try_get("started_at")?,
+        answered_at: row.try_get("answered_at")?,
+        station: row.try_get("station")?,
+        keys: row.try_get("keys")?,
+        volunteer: row.try_get("volunteer")?,
+        connected_at: row.try_get("connected_at")?,
+        ended_at: row.try_get("ended_at")?,
+        outcome: row.try_get("outcome")?,
+        hangup_by: row.try_get("hangup_by")?,
+        voicemail: row.try_get("voicemail")?,
+    })
+}
+
+/// Reads an [`AttemptRow`] from either backend's row type.
+pub(crate) fn attempt_from_row<R>(row: &R) -> Result<AttemptRow, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(AttemptRow {
+        id: row.try_get("id")?,
+        call_id: row.try_get("call_id")?,
+        attempt_no: row.try_get("attempt_no")?,
+        volunteer: row.try_get("volunteer")?,
+        target: row.try_get("target")?,
+        started_at: row.try_get("started_at")?,
+        ended_at: row.try_get("ended_at")?,
+        result: row.try_get("result")?,
+        sip_status: row.try_get("sip_status")?,
+    })
+}
+
+/// Renders calls as an aligned text table for `hotline calls`, so a
+/// coordinator can read the log in a terminal without SQL.
+pub fn format_calls_table(rows: &[CallRow]) -> String {
+    if rows.is_empty() {
+        return "no calls recorded yet\n".to_string();
+    }
+    let header = [
+        "STARTED (UTC)",
+        "CALLER",
+        "STATION",
+        "KEYS",
+        "VOLUNTEER",
+        "OUTCOME",
+        "HUNG UP",
+        "LENGTH",
+    ];
+    let body: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            [
+                short_time(&r.started_at),
+                dash(r.caller.as_deref()),
+                dash(r.station.as_deref()),
+                dash(Some(r.keys.as_str())),
+                dash(r.volunteer.as_deref()),
+                r.outcome
+                    .clone()
+                    .unwrap_or_else(|| "in progress".to_string()),
+                dash(r.hangup_by.as_deref()),
+                length(&r.started_at, r.ended_at.as_deref()),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for line in &body {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut push_line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut line = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            line.extend(std::iter::repeat_n(' ', pad));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    };
+    push_line(&mut header.iter().copied());
+    for line in &body {
+        push_line(&mut line.iter().map(String::as_str));
+    }
+    out
+}
+
+/// `2026-11-28T05:00:00.123Z` -> `2026-11-28 05:00:00`; anything else as is.
+fn short_time(stored: &str) -> String {
+    match DateTime::parse_from_rfc3339(stored) {
+        Ok(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        Err(_) => stored.to_string(),
+    }
+}
+
+fn dash(v: Option<&str>) -> String {
+    match v {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => "-".to_string(),
+    }
+}
+
+/// Call length as `m:ss` (or `h:mm:ss`), `-` while in progress or unreadable.
+fn length(started: &str, ended: Option<&str>) -> String {
+    let (Ok(s), Some(Ok(e))) = (
+        DateTime::parse_from_rfc3339(started),
+        ended.map(DateTime::parse_from_rfc3339),
+    ) else {
+        return "-".to_string();
+    };
+    let secs = (e - s).num_seconds().max(0);
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(call_id: &str, started: &str, ended: Option<&str>, outcome: Option<&str>) -> CallRow {
+        CallRow {
+            id: 1,
+            call_id: call_id.to_string(),
+            caller: Some("+4930123".to_string()),
+            dialed: Some("6289110".to_string()),
+            started_at: started.to_string(),
+            answered_at: None,
+            station: Some("housing".to_string()),
+            keys: "2".to_string(),
+            volunteer: None,
+            connected_at: None,
+            ended_at: ended.map(str::to_string),
+            outcome: outcome.map(str::to_string),
+            hangup_by: None,
+            voicemail: None,
+        }
+    }
+
+    #[test]
+    fn table_shows_times_lengths_and_in_progress_calls() {
+        let rows = [
+            row(
+                "a",
+                "2026-11-28T05:00:00.123Z",
+                Some("2026-11-28T06:02:03.000Z"),
+                Some("voicemail"),
+            ),
+            row("b", "2026-11-28T05:10:00.000Z", None, None),
+        ];
+        let table = format_calls_table(&rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("STARTED (UTC)        CALLER"));
+        assert!(lines[1].starts_with("2026-11-28 05:00:00  +4930123"));
+        assert!(lines[1].ends_with("1:02:02"), "{}", lines[1]);
+        assert!(lines[2].contains("in progress"));
+        assert!(lines[2].ends_with('-'));
+    }
+
+    #[test]
+    fn empty_table_says_so() {
+        assert_eq!(format_calls_table(&[]), "no calls recorded yet\n");
+    }
+
+    #[test]
+    fn short_calls_show_minutes_and_seconds() {
+        assert_eq!(
+            length("2026-11-28T05:00:00.000Z", Some("2026-11-28T05:01:05.900Z")),
+            "1:05"
+        );
+        assert_eq!(length("garbage", Some("2026-11-28T05:01:05.900Z")), "-");
+    }
+}
