@@ -1,0 +1,6 @@
+mod common;
+use common::phone::*;
+#[test]
+fn placeholder() {
+    let _ = CallOptions::default();
+}
