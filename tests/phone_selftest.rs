@@ -423,6 +423,9 @@ async fn call_ack_media_hangup(transport: Transport) {
     assert_eq!(call.route_set, [format!("<sip:{};lr>", fake.sip)]);
     assert!(call.to_tag.is_some());
     assert!(call.answer_delay() < Duration::from_millis(200));
+    assert!(call
+        .first_provisional_at
+        .is_some_and(|t| t <= call.final_at));
 
     sleep(Duration::from_millis(300)).await;
     let invite = fake.seen(|s| s.requests("INVITE")).remove(0);

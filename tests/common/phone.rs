@@ -601,20 +601,24 @@ impl InviteClient {
         }
     }
 
-    /// Wait for the final response, collecting provisional ones.
+    /// Wait for the final response, collecting provisional ones and the first one's arrival.
     async fn final_response(
         &mut self,
-        limit: Duration,
+        deadline: Instant,
         provisional: &mut Vec<SipMessage>,
+        first_provisional_at: &mut Option<Instant>,
     ) -> Result<Received> {
-        let deadline = Instant::now() + limit;
         loop {
-            let rec = self.next(deadline).await?.ok_or_else(|| {
-                PhoneError::Timeout(format!("INVITE: no final response within {limit:?}"))
-            })?;
+            let rec = self
+                .next(deadline)
+                .await?
+                .ok_or_else(|| PhoneError::Timeout("INVITE: no final response in time".into()))?;
             match rec.msg.as_ref().and_then(SipMessage::status) {
                 Some(s) if s >= 200 => return Ok(rec),
-                Some(_) => provisional.extend(rec.msg),
+                Some(_) => {
+                    first_provisional_at.get_or_insert(rec.at);
+                    provisional.extend(rec.msg);
+                }
                 None => {}
             }
         }
@@ -674,21 +678,14 @@ impl Inviting {
         if let Some(f) = self.pending_final.take() {
             return Ok(f);
         }
-        let before = self.provisional.len();
-        let res = self
-            .client
-            .final_response(self.opts.timeout, &mut self.provisional)
-            .await;
-        if self.provisional.len() > before && self.first_provisional_at.is_none() {
-            // Arrival time of provisional responses is approximate here: take it from the log.
-            let first = &self.provisional[before];
-            let at = lock(&self.shared.log)
-                .iter()
-                .find(|r| r.msg.as_ref() == Some(first))
-                .map(|r| r.at);
-            self.first_provisional_at = at;
-        }
-        res
+        let deadline = Instant::now() + self.opts.timeout;
+        self.client
+            .final_response(
+                deadline,
+                &mut self.provisional,
+                &mut self.first_provisional_at,
+            )
+            .await
     }
 
     /// Wait for the final response and ACK it; media starts if it is a 2xx.
@@ -1117,9 +1114,9 @@ impl Call {
         req.set_body("application/sdp", sdp.into_bytes());
         let (cseq, _) = req.cseq().unwrap_or((0, String::new()));
         let mut client = InviteClient::start(self.shared.clone(), &req, false).await?;
-        let mut provisional = Vec::new();
+        let deadline = Instant::now() + TRANSACTION_TIMEOUT;
         let fin = client
-            .final_response(TRANSACTION_TIMEOUT, &mut provisional)
+            .final_response(deadline, &mut Vec::new(), &mut None)
             .await?;
         let resp = fin
             .msg
