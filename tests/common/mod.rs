@@ -1,0 +1,19 @@
+//! Shared helpers for the end-to-end tests in `tests/`.
+//!
+//! Each file in `tests/` is its own crate and pulls this in with `mod common;`,
+//! so not every helper is used by every test: hence the `dead_code` allowance.
+//!
+//! - [`phone`]: a SIP test phone written from scratch (raw SIP text over real
+//!   sockets), independent of the daemon's own SIP stack so it is an honest peer.
+//! - [`sip`], [`sdp`], [`rtp`], [`g711`]: the small pieces the phone is built from,
+//!   public so tests can also use them to build fakes or check what they received.
+// Test crates each use a different part, and the phone re-exports its building blocks.
+#![allow(dead_code, unused_imports)]
+
+pub mod error;
+pub mod g711;
+pub mod media;
+pub mod phone;
+pub mod rtp;
+pub mod sdp;
+pub mod sip;
