@@ -12,7 +12,11 @@ use tracing::{error, info};
 const DEFAULT_CONFIG: &str = "config/hotline.toml";
 
 #[derive(Parser)]
-#[command(name = "hotline", version, about = "IVR and call-routing daemon for small phone hotlines")]
+#[command(
+    name = "hotline",
+    version,
+    about = "IVR and call-routing daemon for small phone hotlines"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,7 +56,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hotline: cannot start the async runtime: {e}");
@@ -112,7 +119,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}

@@ -173,6 +173,7 @@ impl Server {
             | Method::Publish
             | Method::Message
             | Method::Refer => {
+                // We are not a registrar or presence server: say so with Allow.
                 if let Err(e) = tx
                     .reply_with(StatusCode::MethodNotAllowed, vec![allow_header()], None)
                     .await
@@ -180,7 +181,6 @@ impl Server {
                     debug!("405 reply failed: {e}");
                 }
             }
-            _ => reply(&mut tx, StatusCode::NotImplemented).await,
         }
     }
 
@@ -220,12 +220,11 @@ impl Server {
             };
             let contact = self.contact_for(&tx, &dialed);
             let (state_tx, state_rx) = self.stack.dialogs.new_dialog_state_channel();
-            let dialog = match self.stack.dialogs.get_or_create_server_invite(
-                &tx,
-                state_tx,
-                None,
-                contact,
-            ) {
+            let dialog = match self
+                .stack
+                .dialogs
+                .get_or_create_server_invite(&tx, state_tx, None, contact)
+            {
                 Ok(d) => d,
                 Err(e) => {
                     warn!("could not create a dialog for the call: {e}");
@@ -239,7 +238,8 @@ impl Server {
                 self.stack.dialogs.clone(),
                 &tx.original,
             );
-            self.calls.spawn(flow::run(self.ctx.clone(), leg, negotiated).in_current_span());
+            self.calls
+                .spawn(flow::run(self.ctx.clone(), leg, negotiated).in_current_span());
             let mut dialog = dialog;
             if let Err(e) = dialog.handle(&mut tx).await {
                 debug!("INVITE transaction ended with: {e}");
@@ -276,9 +276,16 @@ impl Server {
         self.calls.close();
         let active = self.calls.len();
         if active > 0 {
-            info!(active, drain_s = drain.as_secs(), "shutting down: waiting for calls in progress to end");
+            info!(
+                active,
+                drain_s = drain.as_secs(),
+                "shutting down: waiting for calls in progress to end"
+            );
         }
-        if tokio::time::timeout(drain, self.calls.wait()).await.is_err() {
+        if tokio::time::timeout(drain, self.calls.wait())
+            .await
+            .is_err()
+        {
             warn!(
                 still_active = self.calls.len(),
                 "drain time is over: hanging up the calls still in progress"

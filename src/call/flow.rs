@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::call::menu::{ChoiceReason, Menu, MenuAction, MenuSpec, PromptKind};
 use crate::call::CallContext;
 use crate::media::prompts::Prompt;
-use crate::media::session::{DtmfMethod, MediaEvent, MediaSession, RxConfig};
+use crate::media::session::{DtmfMethod, MediaEvent, MediaInput, MediaSession, RxConfig};
 use crate::sip::leg::{sending_allowed, InboundLeg, LegEvent, LocalMedia};
 use crate::sip::sdp::{self, Negotiated};
 use crate::store::{CallEvent, HangupBy, NewCall, Outcome};
@@ -102,7 +102,9 @@ impl Call {
     async fn answer(&mut self, negotiated: Option<Negotiated>) -> Result<(), Gone> {
         let ctx = self.ctx.clone();
         let rx = |n: Option<&Negotiated>| RxConfig {
-            codec: n.map(|n| n.codec).unwrap_or(crate::media::codec::Codec::Pcmu),
+            codec: n
+                .map(|n| n.codec)
+                .unwrap_or(crate::media::codec::Codec::Pcmu),
             telephone_event: n.and_then(|n| n.telephone_event),
             inband: n.map(|n| n.telephone_event.is_none()).unwrap_or(true),
             rtp_timeout: ctx.rtp_timeout,
@@ -117,7 +119,8 @@ impl Call {
         let media = match media {
             Ok(m) => m,
             Err(e) => {
-                self.leg.reject(rsipstack::sip::StatusCode::ServiceUnavailable);
+                self.leg
+                    .reject(rsipstack::sip::StatusCode::ServiceUnavailable);
                 return Err(Gone::Failed(e.to_string()));
             }
         };
@@ -190,7 +193,9 @@ impl Call {
                             .map(|s| s.id.clone())
                             .unwrap_or_else(|| "desk".into());
                         match reason {
-                            ChoiceReason::Pressed => info!(%key, %station, "caller chose a station"),
+                            ChoiceReason::Pressed => {
+                                info!(%key, %station, "caller chose a station")
+                            }
                             ChoiceReason::NoValidChoice => {
                                 info!(%station, "no valid choice after every try; sending the caller to the duty desk")
                             }
@@ -234,35 +239,57 @@ impl Call {
     /// Wait for the next thing that matters: a key (by any method), the prompt's
     /// end, the menu's deadline, or the caller going away.
     async fn next_input(&mut self, deadline: Option<Instant>) -> Result<Input, Gone> {
+        let shutdown = self.ctx.shutdown.clone();
         let Some(media) = self.media.as_mut() else {
             return Err(Gone::Failed("no media".into()));
         };
-        let shutdown = self.ctx.shutdown.clone();
         let sleep = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
                 None => std::future::pending().await,
             }
         };
+        tokio::pin!(sleep);
         loop {
-            tokio::select! {
-                ev = self.leg.next_event() => match ev {
-                    LegEvent::Dtmf(key) => return Ok(Input::Key(key, DtmfMethod::SipInfo)),
-                    LegEvent::MediaChanged(n) => {
-                        media.update_remote(Some(n.remote), n.codec, sending_allowed(&n));
-                        info!(on_hold = !sending_allowed(&n), "caller changed the media (re-INVITE)");
-                    }
-                    other => return Err(gone(other)),
+            // Which source spoke first; acted on after the select so each branch
+            // borrows `media` only for its own future.
+            enum Got {
+                Leg(LegEvent),
+                Media(Option<MediaEvent>),
+                Finished,
+                Timeout,
+                Shutdown,
+            }
+            let got = tokio::select! {
+                ev = self.leg.next_event() => Got::Leg(ev),
+                m = media.next() => match m {
+                    MediaInput::Event(ev) => Got::Media(ev),
+                    MediaInput::PromptFinished => Got::Finished,
                 },
-                ev = media.next_event() => match ev {
-                    Some(MediaEvent::Dtmf(key, method)) => return Ok(Input::Key(key, method)),
-                    Some(MediaEvent::RtpTimeout) => return Err(Gone::MediaTimeout),
-                    None => return Err(Gone::Failed("media receive stopped".into())),
-                },
-                _ = media.finished() => return Ok(Input::PromptDone),
-                _ = sleep => return Ok(Input::Timeout),
-                _ = shutdown.cancelled() => {
-                    return Err(Gone::Failed("the daemon is shutting down and the drain time is over".into()))
+                _ = &mut sleep => Got::Timeout,
+                _ = shutdown.cancelled() => Got::Shutdown,
+            };
+            match got {
+                Got::Leg(LegEvent::Dtmf(key)) => return Ok(Input::Key(key, DtmfMethod::SipInfo)),
+                Got::Leg(LegEvent::MediaChanged(n)) => {
+                    media.update_remote(Some(n.remote), n.codec, sending_allowed(&n));
+                    info!(
+                        on_hold = !sending_allowed(&n),
+                        "caller changed the media (re-INVITE)"
+                    );
+                }
+                Got::Leg(other) => return Err(gone(other)),
+                Got::Media(Some(MediaEvent::Dtmf(key, method))) => {
+                    return Ok(Input::Key(key, method))
+                }
+                Got::Media(Some(MediaEvent::RtpTimeout)) => return Err(Gone::MediaTimeout),
+                Got::Media(None) => return Err(Gone::Failed("media receive stopped".into())),
+                Got::Finished => return Ok(Input::PromptDone),
+                Got::Timeout => return Ok(Input::Timeout),
+                Got::Shutdown => {
+                    return Err(Gone::Failed(
+                        "the daemon is shutting down and the drain time is over".into(),
+                    ))
                 }
             }
         }
@@ -285,7 +312,9 @@ impl Call {
     }
 
     fn media_mut(&mut self) -> Result<&mut MediaSession, Gone> {
-        self.media.as_mut().ok_or_else(|| Gone::Failed("no media".into()))
+        self.media
+            .as_mut()
+            .ok_or_else(|| Gone::Failed("no media".into()))
     }
 }
 

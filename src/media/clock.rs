@@ -108,12 +108,9 @@ impl StreamTx {
         if let Some(payload) = frames.get(start..start + SAMPLES_PER_FRAME) {
             match (self.remote, self.sending) {
                 (Some(remote), true) => {
-                    let len = self.sender.next_packet(
-                        buf,
-                        self.codec.payload_type(),
-                        payload,
-                        samples,
-                    );
+                    let len =
+                        self.sender
+                            .next_packet(buf, self.codec.payload_type(), payload, samples);
                     // try_send_to: the clock never waits on one socket.
                     let _ = self.socket.try_send_to(&buf[..len], remote);
                     sent = true;
@@ -200,10 +197,7 @@ impl MediaClock {
     }
 }
 
-async fn run(
-    streams: Weak<Mutex<HashMap<u64, Weak<Mutex<StreamTx>>>>>,
-    stats: Arc<ClockStats>,
-) {
+async fn run(streams: Weak<Mutex<HashMap<u64, Weak<Mutex<StreamTx>>>>>, stats: Arc<ClockStats>) {
     let mut interval = tokio::time::interval(PTIME);
     // Burst: after a stall, catch up so timestamps keep matching wall time.
     interval.set_missed_tick_behavior(MissedTickBehavior::Burst);

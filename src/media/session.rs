@@ -42,6 +42,30 @@ pub enum MediaEvent {
     RtpTimeout,
 }
 
+/// What [`MediaSession::next`] hands the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaInput {
+    /// A key or the RTP timeout; None when the receive task is gone.
+    Event(Option<MediaEvent>),
+    /// The prompt played to its last frame.
+    PromptFinished,
+}
+
+/// Resolves when the playing prompt finishes; pending while nothing plays, and
+/// forever for a prompt that was stopped.
+async fn wait_playback(playing: &mut Option<oneshot::Receiver<PlayEnd>>) {
+    match playing.as_mut() {
+        Some(rx) => {
+            let end = rx.await;
+            *playing = None;
+            if end != Ok(PlayEnd::Finished) {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
 /// Errors opening media.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
@@ -162,30 +186,19 @@ impl MediaSession {
         self.playing = None;
     }
 
-    /// Resolves when the current prompt has played to its end; pending forever when
-    /// nothing plays, so it can sit in a `select!` beside other events.
-    pub async fn finished(&mut self) {
-        match self.playing.as_mut() {
-            Some(rx) => {
-                let end = rx.await;
-                self.playing = None;
-                if end != Ok(PlayEnd::Finished) {
-                    std::future::pending::<()>().await;
-                }
-            }
-            None => std::future::pending::<()>().await,
-        }
-    }
-
     /// Play a prompt to its end (no barge-in), e.g. a confirmation.
     pub async fn play_to_end(&mut self, prompt: Arc<Prompt>) {
         self.play(prompt);
-        self.finished().await;
+        wait_playback(&mut self.playing).await;
     }
 
-    /// The next key or timeout from the media path.
-    pub async fn next_event(&mut self) -> Option<MediaEvent> {
-        self.events.recv().await
+    /// The next thing from the media path: a key, the RTP timeout, or the end of the
+    /// prompt that was playing. Cancel-safe, so it can sit in a `select!`.
+    pub async fn next(&mut self) -> MediaInput {
+        tokio::select! {
+            ev = self.events.recv() => MediaInput::Event(ev),
+            _ = wait_playback(&mut self.playing) => MediaInput::PromptFinished,
+        }
     }
 
     /// A re-INVITE moved the caller's media or put the call on hold.

@@ -40,6 +40,24 @@ const MANDATORY: [(&str, &str); 5] = [
     ("cseq", ""),
 ];
 
+/// Methods the parser understands; any other gets 501 rather than 400.
+const KNOWN_METHODS: [&str; 14] = [
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "INFO",
+    "INVITE",
+    "MESSAGE",
+    "NOTIFY",
+    "OPTIONS",
+    "PRACK",
+    "PUBLISH",
+    "REFER",
+    "REGISTER",
+    "SUBSCRIBE",
+    "UPDATE",
+];
+
 /// Judge one datagram. Pure: no I/O, so the fuzz and unit tests drive it directly.
 pub fn check_datagram(buf: &[u8]) -> Verdict {
     if buf.len() > MAX_MESSAGE {
@@ -59,13 +77,25 @@ pub fn check_datagram(buf: &[u8]) -> Verdict {
     if !is_response && !valid_request_line(start) {
         return reject(buf, format!("malformed request line {:?}", truncate(start)));
     }
+    let method = start.split(' ').next().unwrap_or_default();
+    if !is_response && !KNOWN_METHODS.contains(&method) {
+        // RFC 3261 §8.2.1: a method we do not implement gets 501, with Allow.
+        let response = reply_from_raw(buf, "501 Not Implemented", "unknown method");
+        return Verdict::Reject {
+            reason: format!("unknown method {:?}", truncate(method)),
+            response,
+        };
+    }
     let mut seen = [false; MANDATORY.len()];
     for line in lines {
         if line.starts_with([' ', '\t']) {
             continue; // folded continuation (RFC 3261 §7.3.1)
         }
         let Some((name, value)) = line.split_once(':') else {
-            return reject(buf, format!("header line without a colon {:?}", truncate(line)));
+            return reject(
+                buf,
+                format!("header line without a colon {:?}", truncate(line)),
+            );
         };
         let name = name.trim().to_ascii_lowercase();
         if let Some(i) = MANDATORY
@@ -76,7 +106,10 @@ pub fn check_datagram(buf: &[u8]) -> Verdict {
         }
         if name == "content-length" || name == "l" {
             let Ok(declared) = value.trim().parse::<usize>() else {
-                return reject(buf, format!("Content-Length {:?} is not a number", value.trim()));
+                return reject(
+                    buf,
+                    format!("Content-Length {:?} is not a number", value.trim()),
+                );
             };
             if declared > body_len {
                 return reject(
@@ -88,7 +121,10 @@ pub fn check_datagram(buf: &[u8]) -> Verdict {
     }
     if !is_response {
         if let Some(i) = seen.iter().position(|s| !s) {
-            return reject(buf, format!("mandatory header {} is missing", MANDATORY[i].0));
+            return reject(
+                buf,
+                format!("mandatory header {} is missing", MANDATORY[i].0),
+            );
         }
     }
     match SipMessage::try_from(buf) {
@@ -130,13 +166,13 @@ fn valid_request_line(line: &str) -> bool {
 
 /// Build the rejection, with a 400 when the datagram is a request we can address.
 fn reject(buf: &[u8], reason: String) -> Verdict {
-    let response = bad_request(buf, &reason);
+    let response = reply_from_raw(buf, "400 Bad Request", &reason);
     Verdict::Reject { reason, response }
 }
 
 /// A 400 that copies Via, From, To, Call-ID and CSeq from the raw request (§8.2.6.2),
 /// built by hand because the parser already refused the message.
-fn bad_request(buf: &[u8], reason: &str) -> Option<Vec<u8>> {
+fn reply_from_raw(buf: &[u8], status: &str, reason: &str) -> Option<Vec<u8>> {
     let head_end = find(buf, b"\r\n\r\n").unwrap_or(buf.len().min(MAX_MESSAGE));
     let text = String::from_utf8_lossy(&buf[..head_end]);
     let mut lines = text.split("\r\n");
@@ -174,12 +210,12 @@ fn bad_request(buf: &[u8], reason: &str) -> Option<Vec<u8>> {
         .take(120)
         .collect();
     let mut out = String::with_capacity(512);
-    out.push_str("SIP/2.0 400 Bad Request\r\n");
+    out.push_str(&format!("SIP/2.0 {status}\r\n"));
     for v in via {
         out.push_str(&format!("Via: {v}\r\n"));
     }
     out.push_str(&format!(
-        "From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nWarning: 399 hotline \"{}\"\r\nContent-Length: 0\r\n\r\n",
+        "From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO\r\nWarning: 399 hotline \"{}\"\r\nContent-Length: 0\r\n\r\n",
         phrase.replace('"', "'")
     ));
     Some(out.into_bytes())
@@ -348,8 +384,21 @@ Content-Length: 4\r\n\r\nv=0\n";
     }
 
     #[test]
+    fn unknown_method_gets_501() {
+        let foo = INVITE
+            .replace("INVITE sip:", "FOO sip:")
+            .replace("314159 INVITE", "314159 FOO");
+        let v = check_datagram(foo.as_bytes());
+        assert_eq!(status(&v).as_deref(), Some("SIP/2.0 501 Not Implemented"));
+    }
+
+    #[test]
     fn garbage_is_dropped_without_an_answer() {
-        for junk in [&b"\x00\x01\x02\xff\xfe"[..], b"hello world\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n"] {
+        for junk in [
+            &b"\x00\x01\x02\xff\xfe"[..],
+            b"hello world\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+        ] {
             match check_datagram(junk) {
                 Verdict::Reject { response, .. } => assert!(response.is_none()),
                 Verdict::Pass => panic!("garbage passed"),
@@ -361,7 +410,10 @@ Content-Length: 4\r\n\r\nv=0\n";
     fn oversized_message_is_rejected() {
         let mut big = INVITE.replace("Content-Length: 4", "Content-Length: 20000");
         big.push_str(&"a".repeat(20000));
-        assert!(matches!(check_datagram(big.as_bytes()), Verdict::Reject { .. }));
+        assert!(matches!(
+            check_datagram(big.as_bytes()),
+            Verdict::Reject { .. }
+        ));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use rsipstack::dialog::dialog::{
 };
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
-use rsipstack::sip::prelude::{HeadersExt, UntypedHeader};
+use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Request, StatusCode};
 
 use crate::media::dtmf;
@@ -141,7 +141,10 @@ impl InboundLeg {
             s.negotiated = negotiated;
         }
         let headers = vec![Header::ContentType("application/sdp".into())];
-        if let Err(e) = self.dialog.accept(Some(headers), Some(sdp_body.into_bytes())) {
+        if let Err(e) = self
+            .dialog
+            .accept(Some(headers), Some(sdp_body.into_bytes()))
+        {
             self.ended = true;
             return Err(LegEvent::Failed(format!("could not send 200 OK: {e}")));
         }
@@ -296,7 +299,8 @@ async fn answer_reinvite(
     handle: TransactionHandle,
 ) -> Option<LegEvent> {
     let body = String::from_utf8_lossy(req.body()).to_string();
-    let offer = (!body.trim().is_empty()).then(|| sdp::parse(&body).and_then(|o| sdp::negotiate(&o)));
+    let offer =
+        (!body.trim().is_empty()).then(|| sdp::parse(&body).and_then(|o| sdp::negotiate(&o)));
     let (reply, event) = {
         let Ok(mut s) = shared.lock() else {
             return None;
@@ -306,7 +310,13 @@ async fn answer_reinvite(
             (Some(local), Some(current), None) => {
                 // No offer: ours goes in the 200, and the media stays as it is.
                 local.version += 1;
-                let sdp = sdp::answer(local.ip, local.port, &current, local.session_id, local.version);
+                let sdp = sdp::answer(
+                    local.ip,
+                    local.port,
+                    &current,
+                    local.session_id,
+                    local.version,
+                );
                 (Ok(sdp), None)
             }
             (Some(local), Some(_), Some(Ok(n))) => {
