@@ -64,6 +64,9 @@ pub struct SipConfig {
     pub numbers: Vec<String>,
     /// User-Agent / Server header value.
     pub user_agent: String,
+    /// RFC 3261 Timer T1 (round-trip estimate) in milliseconds, default 500. Every
+    /// retransmission timer scales from it (Timer H = 64*T1). As Asterisk's `timert1`.
+    pub t1_ms: u64,
 }
 
 /// RTP settings.
@@ -234,6 +237,7 @@ fn builtin_defaults() -> Config {
             public_addr: None,
             numbers: vec!["6289110".into()],
             user_agent: concat!("hotline/", env!("CARGO_PKG_VERSION")).into(),
+            t1_ms: 500,
         },
         media: MediaConfig {
             rtp_ports: (20000, 20999),
@@ -288,6 +292,7 @@ struct RawSip {
     public_addr: Option<Spanned<String>>,
     numbers: Option<Spanned<Vec<Spanned<String>>>>,
     user_agent: Option<String>,
+    t1_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -474,6 +479,19 @@ fn validate(raw: RawConfig, text: &str, source: &Path) -> Result<Config, ConfigE
     }
     if let Some(v) = raw.sip.user_agent {
         cfg.sip.user_agent = v;
+    }
+    if let Some(v) = raw.sip.t1_ms {
+        if !(10..=5000).contains(v.get_ref()) {
+            c.error(
+                Some(v.span()),
+                "[sip] t1_ms",
+                format!(
+                    "must be between 10 and 5000 milliseconds, found {}",
+                    v.get_ref()
+                ),
+            );
+        }
+        cfg.sip.t1_ms = v.into_inner();
     }
 
     // [media]

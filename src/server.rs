@@ -65,6 +65,7 @@ impl Server {
             config.sip.listen,
             config.sip.public_addr,
             &config.sip.user_agent,
+            Duration::from_millis(config.sip.t1_ms),
         )
         .await?;
         let public_ip = stack.public_ip;

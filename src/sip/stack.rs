@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::sip::Method;
+use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transaction::TransactionReceiver;
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
@@ -56,6 +57,7 @@ impl SipStack {
         listen: SocketAddr,
         public_ip: Option<IpAddr>,
         user_agent: &str,
+        t1: std::time::Duration,
     ) -> Result<SipStack, StackError> {
         let cancel = CancellationToken::new();
         let transport = TransportLayer::new(cancel.child_token());
@@ -95,6 +97,11 @@ impl SipStack {
             .with_transport_layer(transport)
             .with_cancel_token(cancel.clone())
             .with_allows(ALLOWED.to_vec())
+            .with_option(EndpointOption {
+                t1,
+                t1x64: t1 * 64,
+                ..EndpointOption::default()
+            })
             .build();
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         Ok(SipStack {
