@@ -49,6 +49,10 @@ pub struct Config {
     pub roster: RosterConfig,
     /// Process lifetime settings.
     pub daemon: DaemonConfig,
+    /// Forwarding to volunteers: ring timeout, screening, ringback, voicemail.
+    pub forward: ForwardConfig,
+    /// The SIP trunk for phone numbers; None when every volunteer has a SIP URI.
+    pub trunk: Option<TrunkConfig>,
     /// The file it came from, or [`EMBEDDED_SOURCE`]; for log lines and errors.
     pub source: PathBuf,
 }
@@ -114,6 +118,36 @@ pub struct Station {
 pub struct RosterConfig {
     /// The roster file.
     pub file: PathBuf,
+}
+
+/// How calls are forwarded to volunteers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardConfig {
+    /// How long each volunteer's phone rings before the next one is tried.
+    pub ring_timeout_s: u64,
+    /// How long a screened volunteer has to press 1 before the hunt goes on.
+    pub screen_timeout_s: u64,
+    /// Ringback tone while a volunteer's phone rings: "FREQ@ON/OFF" in Hz and ms
+    /// (China: 450 Hz, 1 s on, 4 s off).
+    pub ringback: String,
+    /// Folder for voicemail recordings.
+    pub voicemail_dir: PathBuf,
+    /// Longest voicemail message.
+    pub voicemail_max_s: u64,
+}
+
+/// The SIP trunk that reaches mobile and landline numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkConfig {
+    /// Where INVITEs and REGISTERs go: "host:port".
+    pub proxy: String,
+    /// Domain for numbers: a number N is called as sip:N@domain.
+    pub domain: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Register with the trunk (needed by trunks that only route to registered users).
+    pub register: bool,
+    pub register_expires_s: u64,
 }
 
 /// Process lifetime settings.
@@ -267,6 +301,14 @@ fn builtin_defaults() -> Config {
         daemon: DaemonConfig {
             drain_timeout_s: 30,
         },
+        forward: ForwardConfig {
+            ring_timeout_s: 20,
+            screen_timeout_s: 10,
+            ringback: "450@1000/4000".into(),
+            voicemail_dir: "data/voicemail".into(),
+            voicemail_max_s: 120,
+        },
+        trunk: None,
         source: PathBuf::from(EMBEDDED_SOURCE),
     }
 }
@@ -283,6 +325,8 @@ struct RawConfig {
     station: Option<Vec<RawStation>>,
     roster: RawRoster,
     daemon: RawDaemon,
+    forward: RawForward,
+    trunk: Option<Spanned<RawTrunk>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -335,6 +379,28 @@ struct RawRoster {
 #[serde(default, deny_unknown_fields)]
 struct RawDaemon {
     drain_timeout_s: Option<Seconds>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawForward {
+    ring_timeout_s: Option<Spanned<Seconds>>,
+    screen_timeout_s: Option<Spanned<Seconds>>,
+    ringback: Option<Spanned<String>>,
+    voicemail_dir: Option<PathBuf>,
+    voicemail_max_s: Option<Spanned<Seconds>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrunk {
+    proxy: Spanned<String>,
+    domain: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    #[serde(default)]
+    register: bool,
+    register_expires_s: Option<Spanned<Seconds>>,
 }
 
 /// A whole number of seconds, with an error message an admin understands.
@@ -636,11 +702,104 @@ fn validate(raw: RawConfig, text: &str, source: &Path) -> Result<Config, ConfigE
         cfg.daemon.drain_timeout_s = v.0;
     }
 
+    // [forward]
+    let f = raw.forward;
+    for (v, field, slot) in [
+        (
+            f.ring_timeout_s,
+            "[forward] ring_timeout_s",
+            &mut cfg.forward.ring_timeout_s,
+        ),
+        (
+            f.screen_timeout_s,
+            "[forward] screen_timeout_s",
+            &mut cfg.forward.screen_timeout_s,
+        ),
+        (
+            f.voicemail_max_s,
+            "[forward] voicemail_max_s",
+            &mut cfg.forward.voicemail_max_s,
+        ),
+    ] {
+        if let Some(v) = v {
+            if v.get_ref().0 == 0 {
+                c.error(Some(v.span()), field, "must be at least 1 second".into());
+            }
+            *slot = v.into_inner().0;
+        }
+    }
+    if let Some(v) = f.ringback {
+        if parse_cadence(v.get_ref()).is_none() {
+            c.error(
+                Some(v.span()),
+                "[forward] ringback",
+                format!(
+                    "expected \"FREQ@ON/OFF\" like \"450@1000/4000\", found {:?}",
+                    v.get_ref()
+                ),
+            );
+        }
+        cfg.forward.ringback = v.into_inner();
+    }
+    if let Some(v) = f.voicemail_dir {
+        cfg.forward.voicemail_dir = v;
+    }
+
+    // [trunk]
+    if let Some(t) = raw.trunk {
+        let span = t.span();
+        let t = t.into_inner();
+        let proxy = t.proxy.get_ref().trim().to_string();
+        let ok = proxy
+            .rsplit_once(':')
+            .map(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+            .unwrap_or(!proxy.is_empty() && !proxy.contains(' '));
+        if !ok {
+            c.error(
+                Some(t.proxy.span()),
+                "[trunk] proxy",
+                format!("expected \"host:port\" like \"sip.example.net:5060\", found {proxy:?}"),
+            );
+        }
+        if t.register && (t.username.is_none() || t.password.is_none()) {
+            c.error(
+                Some(span),
+                "[trunk] register",
+                "registering needs both username and password".into(),
+            );
+        }
+        let host = proxy
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or(proxy.clone());
+        cfg.trunk = Some(TrunkConfig {
+            domain: t.domain.unwrap_or(host),
+            proxy,
+            username: t.username,
+            password: t.password,
+            register: t.register,
+            register_expires_s: t
+                .register_expires_s
+                .map(|v| v.into_inner().0)
+                .unwrap_or(600),
+        });
+    }
+
     if c.errors.is_empty() {
         Ok(cfg)
     } else {
         Err(ConfigErrors(c.errors))
     }
+}
+
+/// `"450@1000/4000"` -> (450 Hz, 1000 ms on, 4000 ms off).
+pub fn parse_cadence(s: &str) -> Option<(f64, u32, u32)> {
+    let (freq, times) = s.trim().split_once('@')?;
+    let (on, off) = times.split_once('/')?;
+    let freq: f64 = freq.trim().parse().ok()?;
+    let on: u32 = on.trim().parse().ok()?;
+    let off: u32 = off.trim().parse().ok()?;
+    (freq > 0.0 && freq < 4000.0 && on > 0).then_some((freq, on, off))
 }
 
 /// `"20000-20999"` -> (20000, 20999): inclusive, first even, room for one RTP/RTCP pair.
