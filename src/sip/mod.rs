@@ -4,6 +4,7 @@
 //! - [`leg`] is the caller's leg as the call flow sees it.
 //! - [`sdp`] is offer/answer, without I/O.
 
+pub mod digest;
 pub mod guard;
 pub mod leg;
 pub mod sdp;

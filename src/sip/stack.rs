@@ -97,6 +97,7 @@ impl SipStack {
             .with_transport_layer(transport)
             .with_cancel_token(cancel.clone())
             .with_allows(ALLOWED.to_vec())
+            .with_inspector(Box::new(crate::sip::digest::DigestAlgorithmFix))
             .with_option(EndpointOption {
                 t1,
                 t1x64: t1 * 64,
