@@ -7,5 +7,6 @@
 pub mod digest;
 pub mod guard;
 pub mod leg;
+pub mod outbound;
 pub mod sdp;
 pub mod stack;
