@@ -1,6 +1,7 @@
 //! Calls: the menu state machine and the call flow that drives it.
 
 pub mod flow;
+pub mod hunt;
 pub mod menu;
 
 use std::net::IpAddr;

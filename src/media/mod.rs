@@ -4,5 +4,8 @@ pub mod clock;
 pub mod codec;
 pub mod dtmf;
 pub mod prompts;
+pub mod recorder;
+pub mod relay;
 pub mod rtp;
 pub mod session;
+pub mod tone;
