@@ -38,6 +38,7 @@ pub enum PlayEnd {
 struct Playback {
     prompt: Arc<Prompt>,
     frame: usize,
+    looped: bool,
     done: Option<oneshot::Sender<PlayEnd>>,
 }
 
@@ -77,9 +78,39 @@ impl StreamTx {
         self.playing = Some(Playback {
             prompt,
             frame: 0,
+            looped: false,
             done: Some(tx),
         });
         rx
+    }
+
+    /// Play a prompt over and over (ringback) until stopped.
+    pub fn play_looped(&mut self, prompt: Arc<Prompt>) {
+        self.stop();
+        self.sender.start_talkspurt();
+        self.playing = Some(Playback {
+            prompt,
+            frame: 0,
+            looped: true,
+            done: None,
+        });
+    }
+
+    /// SSRC, next sequence number and timestamp: where a relay must continue.
+    pub fn sender_state(&self) -> (u32, u16, u32) {
+        (
+            self.sender.ssrc(),
+            self.sender.seq(),
+            self.sender.timestamp(),
+        )
+    }
+
+    /// The socket and address relayed packets for this leg go out on.
+    pub fn relay_target(&self) -> Option<(Arc<UdpSocket>, SocketAddr)> {
+        match (self.remote, self.sending) {
+            (Some(addr), true) => Some((self.socket.clone(), addr)),
+            _ => None,
+        }
     }
 
     /// Stop whatever is playing (barge-in).
@@ -120,7 +151,9 @@ impl StreamTx {
             p.frame += 1;
         }
         if (p.frame + 1) * SAMPLES_PER_FRAME > frames.len() {
-            if let Some(mut p) = self.playing.take() {
+            if p.looped {
+                p.frame = 0;
+            } else if let Some(mut p) = self.playing.take() {
                 if let Some(done) = p.done.take() {
                     let _ = done.send(PlayEnd::Finished);
                 }

@@ -14,6 +14,8 @@ use crate::media::clock::{MediaClock, PlayEnd, Registration, StreamTx, SAMPLES_P
 use crate::media::codec::Codec;
 use crate::media::dtmf::{InbandDetector, Rfc4733Detector};
 use crate::media::prompts::Prompt;
+use crate::media::recorder::Recorder;
+use crate::media::relay::{LegMedia, RelayDirection};
 use crate::media::rtp;
 
 /// How a key reached us.
@@ -127,10 +129,30 @@ pub struct RxConfig {
     pub rtp_timeout: Duration,
 }
 
+/// What the receive task does with a leg's packets besides detecting keys.
+pub enum Tap {
+    /// Nothing: keys and liveness only.
+    None,
+    /// Relay them to another leg (a bridge, or early media towards the caller).
+    Bridge {
+        relay: RelayDirection,
+        peer: Arc<Mutex<StreamTx>>,
+    },
+    /// Keep them as audio (voicemail).
+    Record(Recorder),
+}
+
+/// Receive-side state the call can change while the receive task runs.
+pub struct RxShared {
+    pub cfg: RxConfig,
+    pub tap: Tap,
+}
+
 /// A call's media. Dropping it stops the receive task and frees the ports.
 pub struct MediaSession {
     pub local_port: u16,
     tx: Arc<Mutex<StreamTx>>,
+    rx: Arc<Mutex<RxShared>>,
     _registration: Registration,
     _rtcp: UdpSocket,
     rx_task: JoinHandle<()>,
@@ -159,10 +181,22 @@ impl MediaSession {
         let tx = Arc::new(Mutex::new(StreamTx::new(socket.clone(), remote, rx.codec)));
         let registration = clock.register(&tx);
         let (ev_tx, events) = mpsc::channel(32);
-        let rx_task = tokio::spawn(receive(socket, tx.clone(), ev_tx, rx));
+        let rtp_timeout = rx.rtp_timeout;
+        let shared = Arc::new(Mutex::new(RxShared {
+            cfg: rx,
+            tap: Tap::None,
+        }));
+        let rx_task = tokio::spawn(receive(
+            socket,
+            tx.clone(),
+            shared.clone(),
+            ev_tx,
+            rtp_timeout,
+        ));
         Ok(MediaSession {
             local_port,
             tx,
+            rx: shared,
             _registration: registration,
             _rtcp: rtcp,
             rx_task,
@@ -176,6 +210,85 @@ impl MediaSession {
         if let Ok(mut tx) = self.tx.lock() {
             self.playing = Some(tx.play(prompt));
         }
+    }
+
+    /// Play a prompt over and over (ringback) until stopped or replaced.
+    pub fn play_looped(&mut self, prompt: Arc<Prompt>) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.play_looped(prompt);
+        }
+        self.playing = None;
+    }
+
+    /// The codec and telephone-event type, once the SDP answer is known.
+    pub fn set_media(&self, codec: Codec, telephone_event: Option<u8>) {
+        if let Ok(mut rx) = self.rx.lock() {
+            rx.cfg.codec = codec;
+            rx.cfg.telephone_event = telephone_event;
+            rx.cfg.inband = telephone_event.is_none();
+        }
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.codec = codec;
+        }
+    }
+
+    /// What this leg speaks, for setting up a relay.
+    pub fn leg_media(&self) -> LegMedia {
+        let (codec, te) = self
+            .rx
+            .lock()
+            .map(|rx| (rx.cfg.codec, rx.cfg.telephone_event))
+            .unwrap_or((Codec::Pcmu, None));
+        LegMedia::new(codec, te)
+    }
+
+    /// A relay that continues this leg's outgoing stream (same SSRC, next seq and
+    /// timestamp), fed from `from`: the far end hears one unbroken stream.
+    pub fn relay_into(&self, from: LegMedia) -> RelayDirection {
+        let to = self.leg_media();
+        let (ssrc, seq, ts) = self.tx.lock().map(|tx| tx.sender_state()).unwrap_or((
+            rand::random(),
+            rand::random(),
+            rand::random(),
+        ));
+        RelayDirection::new(from, to, ssrc, seq, ts)
+    }
+
+    /// Send this leg's incoming audio to `peer` (through `relay`), and stop
+    /// whatever `peer` was playing: its far end now hears this leg.
+    pub fn bridge_to(&self, peer: &MediaSession, relay: RelayDirection) {
+        if let Ok(mut t) = peer.tx.lock() {
+            t.stop();
+        }
+        if let Ok(mut rx) = self.rx.lock() {
+            rx.tap = Tap::Bridge {
+                relay,
+                peer: peer.tx.clone(),
+            };
+        }
+    }
+
+    /// Stop relaying or recording.
+    pub fn untap(&self) -> Tap {
+        self.rx
+            .lock()
+            .map(|mut rx| std::mem::replace(&mut rx.tap, Tap::None))
+            .unwrap_or(Tap::None)
+    }
+
+    /// Start recording this leg's incoming audio.
+    pub fn record(&self, recorder: Recorder) {
+        if let Ok(mut rx) = self.rx.lock() {
+            rx.tap = Tap::Record(recorder);
+        }
+    }
+
+    /// Whether a recording has reached its maximum length.
+    pub fn recording_full(&self) -> bool {
+        self.rx
+            .lock()
+            .map(|rx| matches!(&rx.tap, Tap::Record(r) if r.is_full()))
+            .unwrap_or(false)
     }
 
     /// Stop the prompt at once (barge-in).
@@ -213,20 +326,23 @@ impl MediaSession {
     }
 }
 
-/// The receive loop: latch the caller's address, detect keys, watch for silence.
+/// The receive loop: latch the caller's address, detect keys, relay or record,
+/// watch for silence.
 async fn receive(
     socket: Arc<UdpSocket>,
     tx: Arc<Mutex<StreamTx>>,
+    shared: Arc<Mutex<RxShared>>,
     events: mpsc::Sender<MediaEvent>,
-    cfg: RxConfig,
+    rtp_timeout: Duration,
 ) {
     let mut buf = [0u8; 2048];
+    let mut out = [0u8; 2048];
     let mut pcm = [0i16; 4 * SAMPLES_PER_FRAME];
     let mut rfc4733 = Rfc4733Detector::new();
     let mut inband = InbandDetector::new();
     let mut latched: Option<SocketAddr> = None;
     loop {
-        let received = tokio::time::timeout(cfg.rtp_timeout, socket.recv_from(&mut buf)).await;
+        let received = tokio::time::timeout(rtp_timeout, socket.recv_from(&mut buf)).await;
         let (len, from) = match received {
             Err(_elapsed) => {
                 let on_hold = tx.lock().map(|t| !t.sending).unwrap_or(false);
@@ -239,36 +355,65 @@ async fn receive(
             Ok(Err(_)) => continue, // ICMP unreachable and friends: keep listening
             Ok(Ok(r)) => r,
         };
-        let Some(pkt) = rtp::parse(&buf[..len]) else {
+        let packet = &buf[..len];
+        let Some(pkt) = rtp::parse(packet) else {
             continue;
         };
-        let pt = pkt.payload_type;
-        let is_te = Some(pt) == cfg.telephone_event;
-        if pt != cfg.codec.payload_type() && !is_te {
-            continue; // a payload type we did not negotiate
-        }
-        match latched {
-            Some(addr) if addr != from => continue, // not the caller's stream
-            Some(_) => {}
-            None => {
-                // Symmetric RTP: send where the caller really is.
-                latched = Some(from);
-                if let Ok(mut t) = tx.lock() {
-                    t.remote = Some(from);
+        let mut key = None;
+        let mut relayed: Option<(usize, Arc<Mutex<StreamTx>>)> = None;
+        {
+            let Ok(mut rx) = shared.lock() else {
+                return;
+            };
+            let cfg = &rx.cfg;
+            let pt = pkt.payload_type;
+            let is_te = Some(pt) == cfg.telephone_event;
+            let is_audio = pt == cfg.codec.payload_type();
+            if !is_audio && !is_te {
+                continue; // a payload type we did not negotiate
+            }
+            match latched {
+                Some(addr) if addr != from => continue, // not this leg's stream
+                Some(_) => {}
+                None => {
+                    // Symmetric RTP: send where the far end really is.
+                    latched = Some(from);
+                    if let Ok(mut t) = tx.lock() {
+                        t.remote = Some(from);
+                    }
+                }
+            }
+            if is_te {
+                key = rfc4733
+                    .on_packet(pkt.timestamp, pkt.payload)
+                    .map(|k| (k, DtmfMethod::Rfc4733));
+            } else if cfg.inband {
+                let n = pkt.payload.len().min(pcm.len());
+                cfg.codec.decode_into(&pkt.payload[..n], &mut pcm[..n]);
+                key = inband.push(&pcm[..n]).map(|k| (k, DtmfMethod::Inband));
+            }
+            let codec = cfg.codec;
+            match &mut rx.tap {
+                Tap::None => {}
+                Tap::Bridge { relay, peer } => {
+                    if let Some(n) = relay.forward(packet, std::time::Instant::now(), &mut out) {
+                        relayed = Some((n, peer.clone()));
+                    }
+                }
+                Tap::Record(rec) => {
+                    if is_audio {
+                        rec.push_rtp_payload(codec, pkt.payload);
+                    }
                 }
             }
         }
-        let key = if is_te {
-            rfc4733
-                .on_packet(pkt.timestamp, pkt.payload)
-                .map(|k| (k, DtmfMethod::Rfc4733))
-        } else if cfg.inband {
-            let n = pkt.payload.len().min(pcm.len());
-            cfg.codec.decode_into(&pkt.payload[..n], &mut pcm[..n]);
-            inband.push(&pcm[..n]).map(|k| (k, DtmfMethod::Inband))
-        } else {
-            None
-        };
+        // Send outside our own lock: the peer's receive task locks the other way.
+        if let Some((n, peer)) = relayed {
+            let target = peer.lock().ok().and_then(|p| p.relay_target());
+            if let Some((sock, addr)) = target {
+                let _ = sock.try_send_to(&out[..n], addr);
+            }
+        }
         if let Some((key, method)) = key {
             if events.send(MediaEvent::Dtmf(key, method)).await.is_err() {
                 return;
