@@ -257,6 +257,7 @@ fn check_schema_name(name: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::report::tests::{check_calls_with_attempts, check_report};
     use crate::store::tests::{check_lifecycle, TestResult};
     use crate::store::Store;
     use sqlx::{Connection, Executor, PgConnection};
@@ -283,8 +284,14 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn full_lifecycle_in_a_fresh_schema() -> TestResult {
+    /// Runs `body` against a store in a schema of its own on the test
+    /// server, then drops the schema, even if `body` fails or panics.
+    /// Skips (passes) when the default server is not reachable.
+    async fn in_fresh_schema<F, Fut>(body: F) -> TestResult
+    where
+        F: FnOnce(String, StoreOptions) -> Fut,
+        Fut: std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
+    {
         let Some((url, mut admin)) = test_server().await? else {
             return Ok(());
         };
@@ -294,16 +301,7 @@ mod tests {
             ..StoreOptions::default()
         };
         // Run in a task so a failed assertion still lets us drop the schema.
-        let outcome = tokio::spawn(async move {
-            let store = Store::open_with(&url, opts.clone()).await?;
-            check_lifecycle(&store).await?;
-            drop(store);
-            // Reopening must find the migrations already applied.
-            let store = Store::open_with(&url, opts).await?;
-            assert_eq!(store.recent_calls(10).await?.len(), 1);
-            Ok::<(), StoreError>(())
-        })
-        .await;
+        let outcome = tokio::spawn(body(url, opts)).await;
         admin
             .execute(sqlx::AssertSqlSafe(format!(
                 "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
@@ -316,6 +314,36 @@ mod tests {
                 Err(join) => Err(join.into()),
             },
         }
+    }
+
+    #[tokio::test]
+    async fn full_lifecycle_in_a_fresh_schema() -> TestResult {
+        in_fresh_schema(|url, opts| async move {
+            let store = Store::open_with(&url, opts.clone()).await?;
+            check_lifecycle(&store).await?;
+            drop(store);
+            // Reopening must find the migrations already applied.
+            let store = Store::open_with(&url, opts).await?;
+            assert_eq!(store.recent_calls(10).await?.len(), 1);
+            Ok(())
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn report_counts_a_month_exactly() -> TestResult {
+        in_fresh_schema(|url, opts| async move {
+            check_report(&Store::open_with(&url, opts).await?).await
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn calls_come_with_their_attempts_in_order() -> TestResult {
+        in_fresh_schema(|url, opts| async move {
+            check_calls_with_attempts(&Store::open_with(&url, opts).await?).await
+        })
+        .await
     }
 
     #[test]

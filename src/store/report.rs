@@ -377,3 +377,439 @@ fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error
         None => s.serialize_none(),
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::store::tests::TestResult;
+    use crate::store::{AttemptResult, CallEvent, HangupBy, NewCall, Outcome, Store, StoreError};
+    use chrono::{Offset, TimeZone, Utc};
+
+    fn shanghai() -> FixedOffset {
+        FixedOffset::east_opt(8 * 3600).unwrap_or(utc())
+    }
+
+    fn utc() -> FixedOffset {
+        Utc.fix()
+    }
+
+    fn day(y: i32, m: u32, d: u32) -> Option<NaiveDate> {
+        NaiveDate::from_ymd_opt(y, m, d)
+    }
+
+    fn utc_ms(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, ms: i64) -> DateTime<Utc> {
+        let t = Utc.with_ymd_and_hms(y, mo, d, h, mi, s).single();
+        t.unwrap_or_default() + chrono::Duration::milliseconds(ms)
+    }
+
+    /// One volunteer rung: who, how it ended, SIP status, seconds ringing.
+    type Ring = (&'static str, AttemptResult, Option<u16>, i64);
+
+    /// Records one call: it arrives at `t`, picks `station` 5 s later, then
+    /// rings `rings` one after the other. An answered ring connects the
+    /// call, so its wait is 5 s plus the ringing. `outcome: None` leaves it
+    /// in progress.
+    fn call(
+        ev: &mut Vec<CallEvent>,
+        id: &str,
+        t: DateTime<Utc>,
+        station: Option<&str>,
+        rings: &[Ring],
+        outcome: Option<Outcome>,
+    ) {
+        let s = |secs: i64| t + chrono::Duration::seconds(secs);
+        ev.push(CallEvent::Started(NewCall {
+            call_id: id.to_string(),
+            caller: "+8613900000000".into(),
+            dialed: "12355".into(),
+            started_at: t,
+        }));
+        ev.push(CallEvent::Answered {
+            call_id: id.into(),
+            at: s(1),
+        });
+        if let Some(station) = station {
+            ev.push(CallEvent::Station {
+                call_id: id.into(),
+                station: station.into(),
+            });
+        }
+        let mut clock = 5;
+        for (n, (vol, result, status, secs)) in (1..).zip(rings) {
+            ev.push(CallEvent::AttemptStarted {
+                call_id: id.into(),
+                attempt_no: n,
+                volunteer: vol.to_string(),
+                target: format!("sip:{vol}@trunk.example"),
+                at: s(clock),
+            });
+            clock += secs;
+            ev.push(CallEvent::AttemptEnded {
+                call_id: id.into(),
+                attempt_no: n,
+                at: s(clock),
+                result: *result,
+                sip_status: *status,
+            });
+            if *result == AttemptResult::Answered {
+                ev.push(CallEvent::Connected {
+                    call_id: id.into(),
+                    volunteer: vol.to_string(),
+                    at: s(clock),
+                });
+            }
+        }
+        if outcome == Some(Outcome::Voicemail) {
+            ev.push(CallEvent::Voicemail {
+                call_id: id.into(),
+                path: format!("voicemail/{id}.wav"),
+            });
+        }
+        if let Some(outcome) = outcome {
+            ev.push(CallEvent::Ended {
+                call_id: id.into(),
+                at: s(clock + 240),
+                outcome,
+                hangup_by: HangupBy::Caller,
+            });
+        }
+    }
+
+    /// November 2026 in Shanghai, plus calls either side of its edges.
+    ///
+    /// | station | calls | conn | vm | aband | no ans | failed | unfin | waits (s)    |
+    /// | housing | 6     | 3    | 1  | 1     | 1      | 0      | 0     | 20, 40, 90   |
+    /// | legal   | 5     | 2    | 1  | 1     | 0      | 1      | 0     | 10, 25       |
+    /// | (none)  | 3     | 0    | 0  | 2     | 0      | 0      | 1     |              |
+    #[rustfmt::skip] // one call per line reads as a table
+    pub(crate) fn november() -> Vec<CallEvent> {
+        use AttemptResult::{Answered as Ans, Busy, Cancelled as Cxl, Declined, Failed, NoAnswer as Nah};
+        use Outcome::{Abandoned as Aband, Connected as Conn, NoAnswer as Unans, Voicemail as Vm};
+        let nov = |d: u32, h: u32| utc_ms(2026, 11, d, h, 0, 0, 0);
+        let hou = Some("housing");
+        let leg = Some("legal");
+        let ev = &mut Vec::new();
+        call(ev, "h1", nov(2, 1), hou, &[("ana", Ans, Some(200), 15)], Some(Conn));
+        call(ev, "h2", nov(4, 3), hou, &[("ana", Busy, Some(486), 3), ("ben", Ans, Some(200), 32)], Some(Conn));
+        call(ev, "h3", nov(9, 12), hou, &[("ana", Nah, None, 30), ("ben", Declined, Some(603), 5), ("chen", Ans, Some(200), 50)], Some(Conn));
+        call(ev, "h4", nov(11, 6), hou, &[("ana", Nah, None, 30), ("ben", Nah, None, 30)], Some(Vm));
+        call(ev, "h5", nov(15, 8), hou, &[("ana", Nah, None, 30), ("ben", Failed, Some(503), 1)], Some(Unans));
+        call(ev, "l1", nov(3, 2), leg, &[("dan", Ans, Some(200), 5)], Some(Conn));
+        call(ev, "l2", nov(17, 4), leg, &[("dan", Busy, Some(486), 2), ("ana", Ans, Some(200), 18)], Some(Conn));
+        call(ev, "l3", nov(20, 9), leg, &[("dan", Cxl, Some(487), 12)], Some(Aband));
+        call(ev, "l4", nov(22, 10), leg, &[], Some(Outcome::Failed));
+        call(ev, "n1", nov(5, 7), None, &[], Some(Aband));
+        call(ev, "n2", nov(25, 11), None, &[], Some(Aband));
+        call(ev, "n3", nov(28, 5), None, &[], None);
+        // Edges: local midnight in Shanghai is 16:00 UTC the day before.
+        call(ev, "b0", utc_ms(2026, 10, 31, 15, 59, 59, 999), leg, &[], Some(Aband));
+        call(ev, "b1", utc_ms(2026, 10, 31, 16, 0, 0, 0), leg, &[], Some(Vm));
+        call(ev, "b2", utc_ms(2026, 11, 30, 15, 59, 59, 999), hou, &[("ana", Cxl, Some(487), 4)], Some(Aband));
+        // 2026-12-01 01:00 in Shanghai.
+        call(ev, "b3", utc_ms(2026, 11, 30, 17, 0, 0, 0), hou, &[("ana", Ans, Some(200), 0)], Some(Conn));
+        std::mem::take(ev)
+    }
+
+    pub(crate) async fn record_november(store: &Store) -> Result<(), StoreError> {
+        for e in november() {
+            store.record(e);
+        }
+        store.flush(std::time::Duration::from_secs(10)).await
+    }
+
+    fn station(name: &str, counts: [u64; 7], median_ms: Option<u64>) -> StationLine {
+        let [calls, connected, voicemail, abandoned, no_answer, failed, unfinished] = counts;
+        StationLine {
+            station: name.to_string(),
+            calls,
+            connected,
+            voicemail,
+            abandoned,
+            no_answer,
+            failed,
+            unfinished,
+            median_time_to_person: median_ms.map(Duration::from_millis),
+        }
+    }
+
+    fn vol(name: &str, answered: u64, missed: u64) -> VolunteerLine {
+        VolunteerLine {
+            volunteer: name.to_string(),
+            answered,
+            missed,
+        }
+    }
+
+    /// The November figures, exactly. Shared by both backends' tests.
+    pub(crate) async fn check_report(store: &Store) -> Result<(), StoreError> {
+        record_november(store).await?;
+        let r = store
+            .report(day(2026, 11, 1), day(2026, 11, 30), shanghai())
+            .await?;
+        assert_eq!(
+            r.per_station,
+            [
+                station("housing", [6, 3, 1, 1, 1, 0, 0], Some(40_000)),
+                station("legal", [5, 2, 1, 1, 0, 1, 0], Some(17_500)),
+                station(NO_STATION, [3, 0, 0, 2, 0, 0, 1], None),
+            ]
+        );
+        assert_eq!(
+            r.totals,
+            station("total", [14, 5, 2, 4, 1, 1, 1], Some(25_000))
+        );
+        assert_eq!(
+            r.per_volunteer,
+            [
+                vol("ana", 2, 4),
+                vol("ben", 1, 3),
+                vol("chen", 1, 0),
+                vol("dan", 1, 1)
+            ]
+        );
+        assert_eq!((r.from, r.to), (day(2026, 11, 1), day(2026, 11, 30)));
+
+        // 2026-11-30T17:00Z is already 2026-12-01 in Shanghai.
+        let dec = store
+            .report(day(2026, 12, 1), day(2026, 12, 1), shanghai())
+            .await?;
+        assert_eq!(
+            dec.totals,
+            station("total", [1, 1, 0, 0, 0, 0, 0], Some(5_000))
+        );
+        assert_eq!(dec.per_volunteer, [vol("ana", 1, 0)]);
+        let oct = store.report(None, day(2026, 10, 31), shanghai()).await?;
+        assert_eq!(
+            oct.totals.calls, 1,
+            "only b0, a millisecond before midnight"
+        );
+        assert_eq!(oct.from, day(2026, 10, 31), "open start: first call's day");
+
+        // The same month counted in UTC loses b1 and gains b3.
+        let in_utc = store
+            .report(day(2026, 11, 1), day(2026, 11, 30), utc())
+            .await?;
+        assert_eq!(in_utc.totals.calls, 14);
+        assert_eq!(in_utc.totals.connected, 6);
+        assert_eq!(in_utc.totals.voicemail, 1);
+
+        let all = store.report(None, None, shanghai()).await?;
+        assert_eq!(all.totals.calls, 16);
+        assert_eq!((all.from, all.to), (day(2026, 10, 31), day(2026, 12, 1)));
+        assert_eq!(all.per_volunteer[0], vol("ana", 3, 4));
+        Ok(())
+    }
+
+    /// Attempts grouped under their calls in `attempt_no` order, even when
+    /// recorded out of order and interleaved with another call's.
+    pub(crate) async fn check_calls_with_attempts(store: &Store) -> Result<(), StoreError> {
+        record_november(store).await?;
+        let t = utc_ms(2026, 12, 2, 0, 0, 0, 0);
+        let mut interleaved = Vec::new();
+        for (id, start) in [("x", t), ("y", t + chrono::Duration::seconds(1))] {
+            interleaved.push(CallEvent::Started(NewCall {
+                call_id: id.into(),
+                caller: "+8613900000001".into(),
+                dialed: "12355".into(),
+                started_at: start,
+            }));
+        }
+        for (id, n, who) in [
+            ("x", 2, "ben"),
+            ("y", 1, "dan"),
+            ("x", 1, "ana"),
+            ("x", 3, "chen"),
+        ] {
+            interleaved.push(CallEvent::AttemptStarted {
+                call_id: id.into(),
+                attempt_no: n,
+                volunteer: who.into(),
+                target: format!("sip:{who}@trunk.example"),
+                at: t,
+            });
+        }
+        for e in interleaved {
+            store.record(e);
+        }
+        store.flush(std::time::Duration::from_secs(10)).await?;
+
+        let listed = store.recent_calls_with_attempts(100).await?;
+        assert_eq!(listed.len(), 18);
+        let shape = |i: usize| -> (String, Vec<(i64, String)>) {
+            let (c, a) = &listed[i];
+            let a = a
+                .iter()
+                .map(|a| (a.attempt_no, a.volunteer.clone().unwrap_or_default()));
+            (c.call_id.clone(), a.collect())
+        };
+        let owned = |v: &[(i64, &str)]| v.iter().map(|(n, s)| (*n, s.to_string())).collect();
+        assert_eq!(shape(0), ("y".into(), owned(&[(1, "dan")])));
+        assert_eq!(
+            shape(1),
+            ("x".into(), owned(&[(1, "ana"), (2, "ben"), (3, "chen")]))
+        );
+        let h3 = listed.iter().find(|(c, _)| c.call_id == "h3");
+        let h3: Vec<&str> = h3
+            .map(|(_, a)| a.iter().filter_map(|a| a.volunteer.as_deref()).collect())
+            .unwrap_or_default();
+        assert_eq!(h3, ["ana", "ben", "chen"]);
+        for (c, attempts) in &listed {
+            assert!(attempts.iter().all(|a| a.call_id == c.call_id));
+        }
+        let total: usize = listed.iter().map(|(_, a)| a.len()).sum();
+        assert_eq!(total, 16 + 4);
+
+        let newest = store.recent_calls_with_attempts(1).await?;
+        assert_eq!(newest.len(), 1);
+        assert_eq!(newest[0].0.call_id, "y");
+        assert_eq!(
+            newest[0].1.len(),
+            1,
+            "older calls' attempts are not handed out"
+        );
+        assert!(store.recent_calls_with_attempts(0).await?.is_empty());
+        Ok(())
+    }
+
+    async fn sqlite_store() -> Result<(tempfile::TempDir, Store), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("hotline.db").display());
+        Ok((dir, Store::open(&url).await?))
+    }
+
+    #[tokio::test]
+    async fn sqlite_report_counts_a_month_exactly() -> TestResult {
+        let (_dir, store) = sqlite_store().await?;
+        check_report(&store).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn sqlite_calls_come_with_their_attempts_in_order() -> TestResult {
+        let (_dir, store) = sqlite_store().await?;
+        check_calls_with_attempts(&store).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn formatted_report_has_headline_stations_and_volunteers() -> TestResult {
+        let (_dir, store) = sqlite_store().await?;
+        record_november(&store).await?;
+        let r = store
+            .report(day(2026, 11, 1), day(2026, 11, 30), shanghai())
+            .await?;
+        let names = [
+            ("legal".to_string(), "Legal aid".to_string()),
+            ("housing".to_string(), "Housing".to_string()),
+            ("food".to_string(), "Food bank".to_string()),
+        ];
+        let text = format_report(&r, &names);
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            text.lines().next(),
+            Some(
+                "2026-11-01 to 2026-11-30: 14 calls, 5 reached a person (35.7%), \
+                 2 voicemails, 4 abandoned, 1 unanswered, 1 failed, 1 unfinished"
+            )
+        );
+        assert!(
+            text.contains("Days run midnight to midnight at UTC+08:00."),
+            "{text}"
+        );
+        let pos = |cells: &[&str]| lines.iter().position(|l| l == cells);
+        let legal = pos(&["Legal", "aid", "5", "2", "1", "1", "0", "1", "0:17"]);
+        let housing = pos(&["Housing", "6", "3", "1", "1", "1", "0", "0:40"]);
+        let food = pos(&["Food", "bank", "0", "0", "0", "0", "0", "0", "-"]);
+        let none = pos(&["(none)", "3", "0", "0", "2", "0", "0", "-"]);
+        let total = pos(&["TOTAL", "14", "5", "2", "4", "1", "1", "0:25"]);
+        let order = [legal, housing, food, none, total];
+        assert!(order.iter().all(Option::is_some), "{text}");
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "configured order:\n{text}"
+        );
+        assert!(
+            pos(&["VOLUNTEER", "ANSWERED", "MISSED"]).is_some(),
+            "{text}"
+        );
+        assert!(pos(&["ana", "2", "4"]).is_some(), "{text}");
+        assert!(pos(&["dan", "1", "1"]).is_some(), "{text}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn formatted_calls_show_attempts_under_each_call() -> TestResult {
+        let (_dir, store) = sqlite_store().await?;
+        record_november(&store).await?;
+        let text =
+            crate::store::format_calls_with_attempts(&store.recent_calls_with_attempts(100).await?);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("STARTED (UTC)"));
+        let h2 = lines
+            .iter()
+            .position(|l| l.starts_with("2026-11-04 03:00:00"));
+        let h2 = h2.ok_or("h2 missing")?;
+        assert_eq!(
+            lines[h2 + 1],
+            "  -> 1. ana sip:ana@trunk.example busy (486) 00:00:03"
+        );
+        assert_eq!(
+            lines[h2 + 2],
+            "  -> 2. ben sip:ben@trunk.example answered (200) 00:00:32"
+        );
+        assert!(!lines[h2 + 3].starts_with("  ->"));
+        let h3 = text.find("  -> 1. ana sip:ana@trunk.example no_answer 00:00:30");
+        assert!(h3.is_some(), "no status, no brackets:\n{text}");
+        assert_eq!(lines.len(), 1 + 16 + 16, "header, calls, attempts");
+        Ok(())
+    }
+
+    #[test]
+    fn median_takes_the_middle_or_the_mean_of_the_middle_two() {
+        let ms = |v: &[i64]| median_ms(&mut v.to_vec()).map(|d| d.as_millis());
+        assert_eq!(ms(&[]), None);
+        assert_eq!(ms(&[7]), Some(7));
+        assert_eq!(ms(&[90, 20, 40]), Some(40));
+        assert_eq!(ms(&[25_000, 10_000]), Some(17_500));
+        assert_eq!(ms(&[4, 1, 3, 2]), Some(2), "2.5 ms rounds down");
+    }
+
+    #[test]
+    fn local_days_become_utc_bounds() {
+        let (lo, hi) = utc_bounds(day(2026, 11, 1), day(2026, 11, 30), shanghai());
+        assert_eq!(lo.as_deref(), Some("2026-10-31T16:00:00.000Z"));
+        assert_eq!(hi.as_deref(), Some("2026-11-30T16:00:00.000Z"));
+        assert_eq!(utc_bounds(None, None, shanghai()), (None, None));
+        let west = FixedOffset::west_opt(5 * 3600).unwrap_or(utc());
+        let (lo, _) = utc_bounds(day(2026, 1, 1), None, west);
+        assert_eq!(lo.as_deref(), Some("2026-01-01T05:00:00.000Z"));
+    }
+
+    #[test]
+    fn headline_for_an_empty_day_and_singular_counts() {
+        let mut r = build_report(&[], &[], day(2026, 11, 5), day(2026, 11, 5), shanghai());
+        assert_eq!(headline(&r), "2026-11-05: 0 calls");
+        r.totals = station("total", [1, 0, 1, 0, 0, 0, 0], None);
+        assert_eq!(
+            headline(&r),
+            "2026-11-05: 1 call, 0 reached a person (0.0%), 1 voicemail, 0 abandoned"
+        );
+        let text = format_report(&r, &[]);
+        assert!(text.contains("no volunteers rung"), "{text}");
+    }
+
+    #[test]
+    fn report_serializes_median_as_seconds() -> TestResult {
+        let r = build_report(&[], &[], None, None, shanghai());
+        let json = serde_json::to_value(&r)?;
+        assert_eq!(json["utc_offset"], "+08:00");
+        assert!(json["totals"]["median_time_to_person"].is_null());
+        let line = station("x", [1, 1, 0, 0, 0, 0, 0], Some(17_500));
+        let json = serde_json::to_value(&line)?;
+        assert_eq!(json["median_time_to_person"], 17.5);
+        Ok(())
+    }
+}
