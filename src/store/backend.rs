@@ -4,6 +4,7 @@
 
 use super::event::CallEvent;
 use super::postgres::PgBackend;
+use super::report::{ReportAttempt, ReportCall};
 use super::rows::{AttemptRow, CallRow};
 use super::sqlite::SqliteBackend;
 use super::{redact_url, StoreError, StoreOptions};
@@ -55,6 +56,34 @@ impl Backend {
         match self {
             Backend::Sqlite(b) => b.attempts(call_id).await,
             Backend::Postgres(b) => b.attempts(call_id).await,
+        }
+    }
+    pub(crate) async fn report_calls(
+        &self,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<ReportCall>, sqlx::Error> {
+        match self {
+            Backend::Sqlite(b) => b.report_calls(from, to).await,
+            Backend::Postgres(b) => b.report_calls(from, to).await,
+        }
+    }
+
+    pub(crate) async fn report_attempts(
+        &self,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<ReportAttempt>, sqlx::Error> {
+        match self {
+            Backend::Sqlite(b) => b.report_attempts(from, to).await,
+            Backend::Postgres(b) => b.report_attempts(from, to).await,
+        }
+    }
+
+    pub(crate) async fn attempts_since(&self, since: &str) -> Result<Vec<AttemptRow>, sqlx::Error> {
+        match self {
+            Backend::Sqlite(b) => b.attempts_since(since).await,
+            Backend::Postgres(b) => b.attempts_since(since).await,
         }
     }
 }

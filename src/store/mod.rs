@@ -11,10 +11,12 @@
 //! - `sqlite`, `postgres`: one small SQL implementation per backend, each
 //!   with its own migrations folder under `migrations/`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{FixedOffset, NaiveDate};
 use tokio::task::JoinHandle;
 
 /// The selected columns of `calls`, in the order [`rows::call_from_row`] reads.
@@ -25,10 +27,33 @@ macro_rules! call_columns {
     };
 }
 
-/// The selected columns of `call_attempts`.
+/// The selected columns of `call_attempts`, optionally qualified by a
+/// table alias such as `"a."` for joins.
 macro_rules! attempt_columns {
     () => {
-        "id, call_id, attempt_no, volunteer, target, started_at, ended_at, result, sip_status"
+        attempt_columns!("")
+    };
+    ($t:literal) => {
+        concat!(
+            $t,
+            "id, ",
+            $t,
+            "call_id, ",
+            $t,
+            "attempt_no, ",
+            $t,
+            "volunteer, ",
+            $t,
+            "target, ",
+            $t,
+            "started_at, ",
+            $t,
+            "ended_at, ",
+            $t,
+            "result, ",
+            $t,
+            "sip_status"
+        )
     };
 }
 
@@ -36,11 +61,15 @@ mod backend;
 pub mod event;
 mod postgres;
 mod queue;
+pub mod report;
 pub mod rows;
 mod sqlite;
 
 pub use event::{AttemptResult, CallEvent, HangupBy, NewCall, Outcome};
-pub use rows::{format_calls_table, AttemptRow, CallRow};
+pub use report::{format_report, Report, StationLine, VolunteerLine, NO_STATION};
+pub use rows::{
+    format_calls_table, format_calls_with_attempts, AttemptRow, CallRow, CallWithAttempts,
+};
 
 use backend::Backend;
 use queue::{Backoff, Queue};
@@ -245,6 +274,63 @@ impl Store {
     pub async fn attempts(&self, call_id: &str) -> Result<Vec<AttemptRow>, StoreError> {
         Ok(self.inner.backend.attempts(call_id).await?)
     }
+    /// The newest `limit` calls, newest first, each with its attempts in
+    /// `attempt_no` order, for `hotline calls`. Two queries whatever the
+    /// limit: the calls, then the attempts of every call started since the
+    /// oldest one listed (a superset, so a call arriving in between cannot
+    /// lose a listed call its attempts).
+    pub async fn recent_calls_with_attempts(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<(CallRow, Vec<AttemptRow>)>, StoreError> {
+        let calls = self.inner.backend.recent_calls(limit).await?;
+        let Some(oldest) = calls.iter().map(|c| c.started_at.as_str()).min() else {
+            return Ok(Vec::new());
+        };
+        let attempts = self.inner.backend.attempts_since(oldest).await?;
+        Ok(group_attempts(calls, attempts))
+    }
+
+    /// The figures for `hotline report`: calls started on local days
+    /// `from..=to` (either end open when `None`), where days run midnight
+    /// to midnight at `utc_offset` (the roster's time zone, e.g. +08:00 for
+    /// Asia/Shanghai). Attempts count with the day their call started.
+    pub async fn report(
+        &self,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+        utc_offset: FixedOffset,
+    ) -> Result<Report, StoreError> {
+        let (lo, hi) = report::utc_bounds(from, to, utc_offset);
+        let backend = &self.inner.backend;
+        let calls = backend.report_calls(lo.as_deref(), hi.as_deref()).await?;
+        let attempts = backend
+            .report_attempts(lo.as_deref(), hi.as_deref())
+            .await?;
+        Ok(report::build_report(
+            &calls, &attempts, from, to, utc_offset,
+        ))
+    }
+}
+
+/// Hands each call the attempts with its Call-ID, in `attempt_no` order;
+/// attempts of calls not listed are dropped.
+fn group_attempts(
+    calls: Vec<CallRow>,
+    attempts: Vec<AttemptRow>,
+) -> Vec<(CallRow, Vec<AttemptRow>)> {
+    let mut by_call: HashMap<String, Vec<AttemptRow>> = HashMap::new();
+    for a in attempts {
+        by_call.entry(a.call_id.clone()).or_default().push(a);
+    }
+    calls
+        .into_iter()
+        .map(|c| {
+            let mut mine = by_call.remove(&c.call_id).unwrap_or_default();
+            mine.sort_by_key(|a| a.attempt_no);
+            (c, mine)
+        })
+        .collect()
 }
 
 /// Hides the password in `scheme://user:password@host/...` so URLs can go

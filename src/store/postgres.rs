@@ -7,6 +7,7 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::event::{db_time, CallEvent};
+use super::report::{ReportAttempt, ReportCall};
 use super::rows::{attempt_from_row, call_from_row, AttemptRow, CallRow};
 use super::{redact_url, StoreError, StoreOptions};
 
@@ -181,6 +182,59 @@ impl PgBackend {
         .await?;
         rows.iter().map(attempt_from_row).collect()
     }
+
+    /// The calls started in `[from, to)` (stored UTC text; `None` = open),
+    /// just the columns a report counts.
+    pub(crate) async fn report_calls(
+        &self,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<ReportCall>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT station, outcome, started_at, connected_at FROM calls \
+             WHERE ($1::text IS NULL OR started_at >= $1) \
+             AND ($2::text IS NULL OR started_at < $2)",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Volunteer and result of every attempt whose call started in
+    /// `[from, to)`; an attempt without a call row goes by its own start.
+    pub(crate) async fn report_attempts(
+        &self,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<ReportAttempt>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT a.volunteer, a.result FROM call_attempts a \
+             LEFT JOIN calls c ON c.call_id = a.call_id \
+             WHERE ($1::text IS NULL OR COALESCE(c.started_at, a.started_at) >= $1) \
+             AND ($2::text IS NULL OR COALESCE(c.started_at, a.started_at) < $2)",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Attempts of every call started at or after `since`, by call and
+    /// attempt number: a superset of the attempts of the calls listed from
+    /// `since` on, in one query.
+    pub(crate) async fn attempts_since(&self, since: &str) -> Result<Vec<AttemptRow>, sqlx::Error> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            attempt_columns!("a."),
+            " FROM call_attempts a JOIN calls c ON c.call_id = a.call_id \
+             WHERE c.started_at >= $1 ORDER BY a.call_id, a.attempt_no"
+        ))
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(attempt_from_row).collect()
+    }
 }
 
 /// Only plain identifiers, because the name is spliced into `CREATE SCHEMA`
@@ -203,6 +257,7 @@ fn check_schema_name(name: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::report::tests::{check_calls_with_attempts, check_report};
     use crate::store::tests::{check_lifecycle, TestResult};
     use crate::store::Store;
     use sqlx::{Connection, Executor, PgConnection};
@@ -229,8 +284,14 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn full_lifecycle_in_a_fresh_schema() -> TestResult {
+    /// Runs `body` against a store in a schema of its own on the test
+    /// server, then drops the schema, even if `body` fails or panics.
+    /// Skips (passes) when the default server is not reachable.
+    async fn in_fresh_schema<F, Fut>(body: F) -> TestResult
+    where
+        F: FnOnce(String, StoreOptions) -> Fut,
+        Fut: std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
+    {
         let Some((url, mut admin)) = test_server().await? else {
             return Ok(());
         };
@@ -240,16 +301,7 @@ mod tests {
             ..StoreOptions::default()
         };
         // Run in a task so a failed assertion still lets us drop the schema.
-        let outcome = tokio::spawn(async move {
-            let store = Store::open_with(&url, opts.clone()).await?;
-            check_lifecycle(&store).await?;
-            drop(store);
-            // Reopening must find the migrations already applied.
-            let store = Store::open_with(&url, opts).await?;
-            assert_eq!(store.recent_calls(10).await?.len(), 1);
-            Ok::<(), StoreError>(())
-        })
-        .await;
+        let outcome = tokio::spawn(body(url, opts)).await;
         admin
             .execute(sqlx::AssertSqlSafe(format!(
                 "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
@@ -262,6 +314,36 @@ mod tests {
                 Err(join) => Err(join.into()),
             },
         }
+    }
+
+    #[tokio::test]
+    async fn full_lifecycle_in_a_fresh_schema() -> TestResult {
+        in_fresh_schema(|url, opts| async move {
+            let store = Store::open_with(&url, opts.clone()).await?;
+            check_lifecycle(&store).await?;
+            drop(store);
+            // Reopening must find the migrations already applied.
+            let store = Store::open_with(&url, opts).await?;
+            assert_eq!(store.recent_calls(10).await?.len(), 1);
+            Ok(())
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn report_counts_a_month_exactly() -> TestResult {
+        in_fresh_schema(|url, opts| async move {
+            check_report(&Store::open_with(&url, opts).await?).await
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn calls_come_with_their_attempts_in_order() -> TestResult {
+        in_fresh_schema(|url, opts| async move {
+            check_calls_with_attempts(&Store::open_with(&url, opts).await?).await
+        })
+        .await
     }
 
     #[test]

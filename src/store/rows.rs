@@ -115,6 +115,78 @@ pub fn format_calls_table(rows: &[CallRow]) -> String {
     if rows.is_empty() {
         return "no calls recorded yet\n".to_string();
     }
+    let mut out = String::new();
+    for line in calls_table_lines(rows.iter()) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// A call with the volunteers rung for it, for `hotline calls --json`:
+/// the call's columns, plus `attempts` in attempt order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallWithAttempts {
+    /// The call's row; its fields appear at the top level in JSON.
+    #[serde(flatten)]
+    pub call: CallRow,
+    /// Its attempts, by `attempt_no`.
+    pub attempts: Vec<AttemptRow>,
+}
+
+impl From<(CallRow, Vec<AttemptRow>)> for CallWithAttempts {
+    fn from((call, attempts): (CallRow, Vec<AttemptRow>)) -> Self {
+        CallWithAttempts { call, attempts }
+    }
+}
+
+/// The calls table with each call's attempts indented under its line:
+/// `  -> 1. wang sip:13800138000@trunk.example busy (486) 00:00:03`.
+pub fn format_calls_with_attempts(calls: &[(CallRow, Vec<AttemptRow>)]) -> String {
+    if calls.is_empty() {
+        return "no calls recorded yet\n".to_string();
+    }
+    let mut lines = calls_table_lines(calls.iter().map(|(c, _)| c));
+    let mut out = String::new();
+    if let Some(header) = lines.next() {
+        out.push_str(&header);
+        out.push('\n');
+    }
+    for ((call, attempts), line) in calls.iter().zip(lines) {
+        out.push_str(&line);
+        out.push('\n');
+        for a in attempts {
+            out.push_str(&attempt_line(call, a));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// One indented attempt line; the result reads `ringing` while the call
+/// is still on and no result came.
+fn attempt_line(call: &CallRow, a: &AttemptRow) -> String {
+    let result = match (a.result.as_deref(), call.ended_at.is_some()) {
+        (Some(r), _) => r,
+        (None, false) => "ringing",
+        (None, true) => "no result",
+    };
+    let mut line = format!(
+        "  -> {}. {} {} {result}",
+        a.attempt_no,
+        dash(a.volunteer.as_deref()),
+        dash(a.target.as_deref()),
+    );
+    if let Some(status) = a.sip_status {
+        line.push_str(&format!(" ({status})"));
+    }
+    line.push(' ');
+    line.push_str(&hms(a.started_at.as_deref(), a.ended_at.as_deref()));
+    line
+}
+
+/// The header line, then one aligned line per call, without newlines.
+fn calls_table_lines<'a>(rows: impl Iterator<Item = &'a CallRow>) -> impl Iterator<Item = String> {
     let header = [
         "STARTED (UTC)",
         "CALLER",
@@ -126,7 +198,6 @@ pub fn format_calls_table(rows: &[CallRow]) -> String {
         "LENGTH",
     ];
     let body: Vec<[String; 8]> = rows
-        .iter()
         .map(|r| {
             [
                 short_time(&r.started_at),
@@ -148,8 +219,7 @@ pub fn format_calls_table(rows: &[CallRow]) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let mut out = String::new();
-    let mut push_line = |cells: &mut dyn Iterator<Item = &str>| {
+    let render = move |cells: &mut dyn Iterator<Item = &str>| {
         let mut line = String::new();
         for (i, cell) in cells.enumerate() {
             if i > 0 {
@@ -159,14 +229,25 @@ pub fn format_calls_table(rows: &[CallRow]) -> String {
             let pad = widths[i].saturating_sub(cell.chars().count());
             line.extend(std::iter::repeat_n(' ', pad));
         }
-        out.push_str(line.trim_end());
-        out.push('\n');
+        line.trim_end().to_string()
     };
-    push_line(&mut header.iter().copied());
+    let mut lines = vec![render(&mut header.iter().copied())];
     for line in &body {
-        push_line(&mut line.iter().map(String::as_str));
+        lines.push(render(&mut line.iter().map(String::as_str)));
     }
-    out
+    lines.into_iter()
+}
+
+/// `hh:mm:ss` between two stored times, `-` if either is missing or unreadable.
+fn hms(started: Option<&str>, ended: Option<&str>) -> String {
+    let (Some(Ok(s)), Some(Ok(e))) = (
+        started.map(DateTime::parse_from_rfc3339),
+        ended.map(DateTime::parse_from_rfc3339),
+    ) else {
+        return "-".to_string();
+    };
+    let secs = (e - s).num_seconds().max(0);
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// `2026-11-28T05:00:00.123Z` -> `2026-11-28 05:00:00`; anything else as is.

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use super::event::{db_time, CallEvent};
+use super::report::{ReportAttempt, ReportCall};
 use super::rows::{attempt_from_row, call_from_row, AttemptRow, CallRow};
 use super::{redact_url, StoreError, StoreOptions};
 
@@ -166,6 +167,59 @@ impl SqliteBackend {
             " FROM call_attempts WHERE call_id = ? ORDER BY attempt_no"
         ))
         .bind(call_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(attempt_from_row).collect()
+    }
+
+    /// The calls started in `[from, to)` (stored UTC text; `None` = open),
+    /// just the columns a report counts.
+    pub(crate) async fn report_calls(
+        &self,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<ReportCall>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT station, outcome, started_at, connected_at FROM calls \
+             WHERE (?1 IS NULL OR started_at >= ?1) \
+             AND (?2 IS NULL OR started_at < ?2)",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Volunteer and result of every attempt whose call started in
+    /// `[from, to)`; an attempt without a call row goes by its own start.
+    pub(crate) async fn report_attempts(
+        &self,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<ReportAttempt>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT a.volunteer, a.result FROM call_attempts a \
+             LEFT JOIN calls c ON c.call_id = a.call_id \
+             WHERE (?1 IS NULL OR COALESCE(c.started_at, a.started_at) >= ?1) \
+             AND (?2 IS NULL OR COALESCE(c.started_at, a.started_at) < ?2)",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Attempts of every call started at or after `since`, by call and
+    /// attempt number: a superset of the attempts of the calls listed from
+    /// `since` on, in one query.
+    pub(crate) async fn attempts_since(&self, since: &str) -> Result<Vec<AttemptRow>, sqlx::Error> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            attempt_columns!("a."),
+            " FROM call_attempts a JOIN calls c ON c.call_id = a.call_id \
+             WHERE c.started_at >= ?1 ORDER BY a.call_id, a.attempt_no"
+        ))
+        .bind(since)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(attempt_from_row).collect()
