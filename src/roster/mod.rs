@@ -156,7 +156,8 @@ pub struct Override {
     pub station: String,
     /// Volunteer id of whoever covers.
     pub volunteer: String,
-    /// Volunteer id of someone *not* to call for this station meanwhile.
+    /// Volunteer id of someone away meanwhile (in hospital, say): not called
+    /// for any station while this override is in force.
     pub replaces: Option<String>,
 }
 
@@ -205,17 +206,18 @@ impl Roster {
     /// 3. the station's fallback volunteers, then the desk's.
     ///
     /// Nobody appears twice (the first position wins), and anyone an override in
-    /// force for this station `replaces` is left out.
+    /// force `replaces` is left out, whatever the station: they are away.
     pub fn hunt_list(&self, station: &str, at: DateTime<Utc>) -> Vec<&Volunteer> {
         let local = at.with_timezone(&self.timezone);
         let (date, day) = (local.date_naive(), local.weekday());
         // Minutes since local midnight; shifts are in whole minutes, so flooring is exact.
         let minute = (local.hour() * 60 + local.minute()) as u16;
 
+        // Whoever an override in force replaces is away: not called for anything.
         let replaced: Vec<&str> = self
             .overrides
             .iter()
-            .filter(|o| o.station == station && o.covers(date, minute))
+            .filter(|o| o.covers(date, minute))
             .filter_map(|o| o.replaces.as_deref())
             .collect();
         let mut stations = vec![station];
@@ -481,6 +483,35 @@ end = "08:00"
             ids(r.hunt_list("health", sh(2026, 12, 9, 10, 0))),
             ["wang", "chen", "zhao"]
         );
+    }
+
+    #[test]
+    fn replaced_volunteer_is_not_called_anywhere_meanwhile() {
+        let text = r#"
+[[volunteer]]
+id = "wang"
+name = "王阿姨"
+phone = "13800138000"
+[[volunteer]]
+id = "li"
+name = "李老师"
+phone = "1001"
+[[shift]]
+station = "desk"
+volunteer = "wang"
+days = "daily"
+start = "08:00"
+end = "12:00"
+[[override]]
+date = "2026-12-01"
+station = "health"
+volunteer = "li"
+replaces = "wang"
+"#;
+        let r = roster(text);
+        assert_eq!(ids(r.hunt_list("health", sh(2026, 12, 1, 9, 0))), ["li"]);
+        assert!(r.hunt_list("desk", sh(2026, 12, 1, 9, 0)).is_empty());
+        assert_eq!(ids(r.hunt_list("desk", sh(2026, 12, 2, 9, 0))), ["wang"]);
     }
 
     #[test]

@@ -227,6 +227,8 @@ fn validate(
                 "[[volunteer]] id",
                 format!("{id:?} is not a valid id: use letters, digits, '_' or '-'"),
             );
+            // Still known, so shifts naming it do not add "unknown volunteer" errors.
+            ids.entry(id.clone()).or_insert(c.line(v.id.span()));
         } else if let Some(first) = ids.get(id) {
             c.error(
                 v.id.span(),
@@ -743,6 +745,41 @@ mod tests {
             assert!(r.shifts.iter().any(|s| s.station == st.id), "{}", st.id);
         }
         assert_eq!(r.source, path);
+    }
+
+    #[test]
+    fn worked_example_has_no_gaps_and_a_sensible_table() {
+        use super::super::tests::sh;
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/roster.toml");
+        let r = Roster::load(&path, &stations()).map_err(|e| e.to_string());
+        let r = r.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.gaps(&stations()), Vec::<String>::new());
+        // Wed 2026-12-02 09:00: 刘医生 covers for 王阿姨 at health, then the desk.
+        let who: Vec<&str> = r
+            .hunt_list("health", sh(2026, 12, 2, 9, 0))
+            .iter()
+            .map(|v| v.id.as_str())
+            .collect();
+        assert_eq!(who, ["liu", "li", "sun"]);
+        // Sat 03:00: the overnight desk (Friday's shift), then the coordinator.
+        let who: Vec<&str> = r
+            .hunt_list("counseling", sh(2026, 12, 5, 3, 0))
+            .iter()
+            .map(|v| v.id.as_str())
+            .collect();
+        assert_eq!(who, ["zhou", "sun"]);
+    }
+
+    #[test]
+    fn invalid_volunteer_id_is_reported_once() {
+        let e = one_error(&format!(
+            "[[volunteer]]\nid = \"wang ayi\"\nname = \"王阿姨\"\nphone = \"110\"\n{}",
+            shift("desk", "wang ayi", "\"daily\"", "08:00", "12:00")
+        ));
+        assert!(
+            e.starts_with("roster.toml:2: [[volunteer]] id: \"wang ayi\" is not a valid id"),
+            "{e}"
+        );
     }
 
     #[test]
