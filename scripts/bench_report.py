@@ -6,9 +6,12 @@ Subcommands, each printing plain text for the shell to read:
   cpu PID                        the process's CPU time so far, utime+stime, in ms
   sipp-stats CSV                 created/successful/failed calls and elapsed seconds
                                  from the last row of a SIPp -trace_stat file
-  dbcount DB                     rows in the calls table of a SQLite file
-  probe HOST:PORT NUMBER SECONDS one extra call: answer, record when every RTP
+  dbcount DB                     rows in the calls table of a SQLite file (all,
+                                 ended, with key 2 heard)
+  probe HOST:PORT NUMBER SECONDS [DUMP]
+                                 one extra call: answer, record when every RTP
                                  packet arrives, hang up; print the pacing figures
+                                 (DUMP: also write "arrival_ns seq" lines there)
 """
 
 import math
@@ -136,7 +139,10 @@ def cmd_sipp_stats(path):
 def cmd_dbcount(path):
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        print(db.execute("SELECT count(*) FROM calls").fetchone()[0])
+        total = db.execute("SELECT count(*) FROM calls").fetchone()[0]
+        ended = db.execute("SELECT count(*) FROM calls WHERE ended_at IS NOT NULL").fetchone()[0]
+        key2 = db.execute("SELECT count(*) FROM calls WHERE keys LIKE '%2%'").fetchone()[0]
+        print(f"{total} rows, {ended} ended, {key2} with key 2")
     except sqlite3.Error as e:
         print(f"? ({e})")
     return 0
@@ -160,7 +166,7 @@ def recv_stamped(sock):
     return data, addr, time.time_ns()
 
 
-def cmd_probe(target, number, seconds):
+def cmd_probe(target, number, seconds, dump=None):
     """One call of our own during the load, measuring the daemon's pacing from outside.
 
     Every packet's arrival is compared with the 20 ms grid the shared media clock
@@ -252,6 +258,9 @@ def cmd_probe(target, number, seconds):
     if not bye_seen:
         transact(request("BYE", remote, 2, to), "BYE")
 
+    if dump:
+        with open(dump, "w") as f:
+            f.writelines(f"{t} {seq}\n" for t, seq in arrivals)
     n = len(arrivals)
     if n < 2:
         print(f"probe_packets={n} probe_error=no_rtp")
@@ -291,7 +300,7 @@ def main(argv):
     if cmd == "dbcount":
         return cmd_dbcount(args[0])
     if cmd == "probe":
-        return cmd_probe(args[0], args[1], float(args[2]))
+        return cmd_probe(args[0], args[1], float(args[2]), args[3] if len(args) > 3 else None)
     print(__doc__, file=sys.stderr)
     return 2
 
