@@ -11,6 +11,7 @@
 pub mod call;
 pub mod config;
 pub mod media;
+pub mod roster;
 pub mod server;
 pub mod sip;
 pub mod store;

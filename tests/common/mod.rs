@@ -10,6 +10,7 @@
 // Test crates each use a different part, and the phone re-exports its building blocks.
 #![allow(dead_code, unused_imports)]
 
+pub mod daemon;
 pub mod error;
 pub mod g711;
 pub mod media;

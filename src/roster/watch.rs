@@ -1,0 +1,275 @@
+//! Swapping the roster in while the daemon runs.
+//!
+//! Readers take an `Arc<Roster>` snapshot, so a call being put through keeps the
+//! roster it started with; a reload swaps the pointer and never blocks a call for
+//! longer than that. A bad file is rejected and the previous roster stays.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use super::Roster;
+use crate::config::{ConfigErrors, Station};
+
+/// Shared, swappable roster; cheap to clone, one per task that needs it.
+#[derive(Clone, Debug)]
+pub struct RosterHandle {
+    inner: Arc<RwLock<Arc<Roster>>>,
+}
+
+impl RosterHandle {
+    /// Starts with `roster` (from [`Roster::load`] or [`Roster::empty`]).
+    pub fn new(roster: Roster) -> Self {
+        RosterHandle {
+            inner: Arc::new(RwLock::new(Arc::new(roster))),
+        }
+    }
+
+    /// The roster now; hold on to it for the whole of one call.
+    pub fn current(&self) -> Arc<Roster> {
+        // A panic while holding the lock cannot leave a half-swapped Arc: take it.
+        self.inner
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replaces the roster outright (the new value is already validated).
+    pub fn replace(&self, roster: Roster) -> Vec<String> {
+        let mut slot = self
+            .inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let changes = roster.diff(&slot);
+        *slot = Arc::new(roster);
+        changes
+    }
+
+    /// Reads `path` again; on success swaps it in and returns what changed (empty
+    /// if nothing did), on error keeps the current roster and returns the errors.
+    /// Called by the file watcher and by the daemon on SIGHUP.
+    pub fn reload(&self, path: &Path, stations: &[Station]) -> Result<Vec<String>, ConfigErrors> {
+        let roster = Roster::load(path, stations)?;
+        Ok(self.replace(roster))
+    }
+}
+
+/// What identifies one version of the file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Last modification time.
+    pub modified: Option<SystemTime>,
+    /// Size in bytes.
+    pub len: u64,
+}
+
+impl FileStamp {
+    /// The stamp of `meta`.
+    pub fn of(meta: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+        }
+    }
+}
+
+/// What the watcher should do after one look at the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchAction {
+    /// Nothing new.
+    Nothing,
+    /// The file changed and has stayed the same for one interval: reload it.
+    Reload,
+    /// The file is gone (first look after it went): warn once, keep the roster.
+    Missing,
+}
+
+/// Decides when to reload from successive stamps, sans I/O. A change is acted on
+/// only once two looks agree, so an editor's half-written file is not read (and
+/// rejected) in passing.
+#[derive(Debug, Clone)]
+pub struct ChangeDetector {
+    applied: Option<FileStamp>,
+    pending: Option<FileStamp>,
+}
+
+impl ChangeDetector {
+    /// Starts from the stamp of the file as the daemon loaded it (`None`: absent).
+    pub fn new(loaded: Option<FileStamp>) -> Self {
+        ChangeDetector {
+            applied: loaded,
+            pending: None,
+        }
+    }
+
+    /// Feeds one look at the file (`None`: it cannot be read).
+    pub fn observe(&mut self, now: Option<FileStamp>) -> WatchAction {
+        let Some(stamp) = now else {
+            self.pending = None;
+            return if self.applied.take().is_some() {
+                WatchAction::Missing
+            } else {
+                WatchAction::Nothing
+            };
+        };
+        if self.applied == Some(stamp) {
+            self.pending = None;
+            WatchAction::Nothing
+        } else if self.pending == Some(stamp) {
+            // Recorded whether or not the reload succeeds: a rejected file is
+            // reported once, not every second, until it is edited again.
+            self.applied = Some(stamp);
+            self.pending = None;
+            WatchAction::Reload
+        } else {
+            self.pending = Some(stamp);
+            WatchAction::Nothing
+        }
+    }
+}
+
+/// Watches `path` by polling its modification time and size every `interval`,
+/// reloading into `handle` when it changes, and logging the outcome. Runs until
+/// the task is aborted. SIGHUP is the daemon's business (it calls
+/// [`RosterHandle::reload`]).
+pub fn watch(
+    handle: RosterHandle,
+    path: PathBuf,
+    stations: Vec<Station>,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let stamp = |p: &Path| std::fs::metadata(p).ok().map(|m| FileStamp::of(&m));
+        let mut detector = ChangeDetector::new(stamp(&path));
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shown = path.display();
+        loop {
+            tick.tick().await;
+            match detector.observe(stamp(&path)) {
+                WatchAction::Nothing => {}
+                WatchAction::Missing => tracing::warn!(
+                    "roster {shown} cannot be read any more, keeping the previous roster"
+                ),
+                WatchAction::Reload => match handle.reload(&path, &stations) {
+                    Ok(changes) => {
+                        let changes = if changes.is_empty() {
+                            "no changes".to_string()
+                        } else {
+                            changes.join("; ")
+                        };
+                        tracing::info!("roster reloaded from {shown}: {changes}");
+                    }
+                    Err(errors) => tracing::error!(
+                        "roster {shown} rejected, keeping the previous roster:\n{errors}"
+                    ),
+                },
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::stations;
+    use super::*;
+
+    const ONE: &str = "[[volunteer]]\nid = \"wang\"\nname = \"王阿姨\"\nphone = \"13800138000\"\n";
+    const TWO: &str = "[[volunteer]]\nid = \"wang\"\nname = \"王阿姨\"\nphone = \"13800138000\"\n\
+                       [[volunteer]]\nid = \"li\"\nname = \"李老师\"\nphone = \"1001\"\n";
+
+    fn stamp(len: u64) -> Option<FileStamp> {
+        Some(FileStamp {
+            modified: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(len)),
+            len,
+        })
+    }
+
+    #[test]
+    fn reload_swaps_and_reports_changes_but_old_snapshots_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("roster.toml");
+        std::fs::write(&path, ONE).unwrap();
+        let handle = RosterHandle::new(Roster::load(&path, &stations()).unwrap());
+        let during_call = handle.current();
+        std::fs::write(&path, TWO).unwrap();
+        let changes = handle.reload(&path, &stations()).unwrap();
+        assert_eq!(changes, ["volunteer added: 李老师 (li) 1001"]);
+        assert_eq!(handle.current().volunteers.len(), 2);
+        assert_eq!(during_call.volunteers.len(), 1);
+        assert!(handle.reload(&path, &stations()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn reload_with_a_bad_file_keeps_the_old_roster() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("roster.toml");
+        std::fs::write(&path, TWO).unwrap();
+        let handle = RosterHandle::new(Roster::load(&path, &stations()).unwrap());
+        std::fs::write(
+            &path,
+            format!("{TWO}[[fallback]]\nstation = \"helth\"\nvolunteers = []\n"),
+        )
+        .unwrap();
+        let e = handle.reload(&path, &stations()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("roster.toml:10: [[fallback]] station: unknown station \"helth\""),
+            "{e}"
+        );
+        assert_eq!(handle.current().volunteers.len(), 2);
+        std::fs::remove_file(&path).unwrap();
+        assert!(handle.reload(&path, &stations()).is_err());
+        assert_eq!(handle.current().volunteers.len(), 2);
+    }
+
+    #[test]
+    fn detector_waits_for_the_file_to_settle() {
+        let mut d = ChangeDetector::new(stamp(1));
+        assert_eq!(d.observe(stamp(1)), WatchAction::Nothing);
+        // Half-written, then finished: reload only once the stamp holds still.
+        assert_eq!(d.observe(stamp(2)), WatchAction::Nothing);
+        assert_eq!(d.observe(stamp(3)), WatchAction::Nothing);
+        assert_eq!(d.observe(stamp(3)), WatchAction::Reload);
+        assert_eq!(d.observe(stamp(3)), WatchAction::Nothing);
+        // Deleted: warn once; recreated: reload once it settles.
+        assert_eq!(d.observe(None), WatchAction::Missing);
+        assert_eq!(d.observe(None), WatchAction::Nothing);
+        assert_eq!(d.observe(stamp(4)), WatchAction::Nothing);
+        assert_eq!(d.observe(stamp(4)), WatchAction::Reload);
+        // Started without a file: its appearance is a change.
+        let mut d = ChangeDetector::new(None);
+        assert_eq!(d.observe(None), WatchAction::Nothing);
+        assert_eq!(d.observe(stamp(5)), WatchAction::Nothing);
+        assert_eq!(d.observe(stamp(5)), WatchAction::Reload);
+    }
+
+    #[tokio::test]
+    async fn watch_picks_up_a_file_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("roster.toml");
+        std::fs::write(&path, ONE).unwrap();
+        let handle = RosterHandle::new(Roster::load(&path, &stations()).unwrap());
+        let task = watch(
+            handle.clone(),
+            path.clone(),
+            stations(),
+            Duration::from_millis(20),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A bad edit is rejected...
+        std::fs::write(&path, "[[volunteer]]\nid = \"x\"\n").unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(handle.current().volunteers.len(), 1);
+        // ...and the fixed file is picked up.
+        std::fs::write(&path, TWO).unwrap();
+        let picked_up = tokio::time::timeout(Duration::from_secs(5), async {
+            while handle.current().volunteers.len() != 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        task.abort();
+        assert!(picked_up.is_ok(), "roster was not reloaded");
+    }
+}
