@@ -177,8 +177,8 @@ fn reply_from_raw(buf: &[u8], status: &str, reason: &str) -> Option<Vec<u8>> {
     let text = String::from_utf8_lossy(&buf[..head_end]);
     let mut lines = text.split("\r\n");
     let start = lines.next()?;
-    if start.starts_with("SIP/") || !start.contains("SIP/2.0") {
-        return None; // responses are never answered; garbage has nobody to answer
+    if start.starts_with("SIP/") {
+        return None; // responses are never answered
     }
     let mut via = Vec::new();
     let (mut from, mut to, mut call_id, mut cseq) = (None, None, None, None);
@@ -390,6 +390,18 @@ Content-Length: 4\r\n\r\nv=0\n";
             .replace("314159 INVITE", "314159 FOO");
         let v = check_datagram(foo.as_bytes());
         assert_eq!(status(&v).as_deref(), Some("SIP/2.0 501 Not Implemented"));
+    }
+
+    #[test]
+    fn request_line_without_version_gets_400() {
+        let bad = INVITE.replace(
+            "INVITE sip:6289110@127.0.0.1 SIP/2.0",
+            "OPTIONS sip:6289110@127.0.0.1",
+        );
+        assert_eq!(
+            status(&check_datagram(bad.as_bytes())).as_deref(),
+            Some("SIP/2.0 400 Bad Request")
+        );
     }
 
     #[test]
