@@ -114,8 +114,9 @@ impl SipStack {
         })
     }
 
-    /// Start the transport and timer loops; returns the stream of new server transactions.
-    pub fn start(&self) -> Result<TransactionReceiver, StackError> {
+    /// Start the transport and timer loops; returns the stream of new server
+    /// transactions once both UDP and TCP take traffic.
+    pub async fn start(&self) -> Result<TransactionReceiver, StackError> {
         let incoming = self
             .endpoint
             .incoming_transactions()
@@ -126,6 +127,23 @@ impl SipStack {
                 tracing::error!("SIP endpoint stopped: {e}");
             }
         });
+        // rsipstack binds the TCP listener inside the task just spawned, and only
+        // logs a failure. Wait until it accepts, so "answering calls" is true and
+        // a port taken by someone else stops the start with a clear error.
+        let addr = self.local;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(_probe) => break,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(StackError::Tcp {
+                        addr,
+                        detail: format!("the TCP listener did not come up: {e}"),
+                    })
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+            }
+        }
         Ok(incoming)
     }
 
