@@ -130,6 +130,9 @@ pub struct ForwardConfig {
     /// Ringback tone while a volunteer's phone rings: "FREQ@ON/OFF" in Hz and ms
     /// (China: 450 Hz, 1 s on, 4 s off).
     pub ringback: String,
+    /// Take a message when nobody answers (else say "no volunteer is available,
+    /// please call again later" and hang up).
+    pub voicemail: bool,
     /// Folder for voicemail recordings.
     pub voicemail_dir: PathBuf,
     /// Longest voicemail message.
@@ -305,6 +308,7 @@ fn builtin_defaults() -> Config {
             ring_timeout_s: 20,
             screen_timeout_s: 10,
             ringback: "450@1000/4000".into(),
+            voicemail: true,
             voicemail_dir: "data/voicemail".into(),
             voicemail_max_s: 120,
         },
@@ -387,6 +391,7 @@ struct RawForward {
     ring_timeout_s: Option<Spanned<Seconds>>,
     screen_timeout_s: Option<Spanned<Seconds>>,
     ringback: Option<Spanned<String>>,
+    voicemail: Option<bool>,
     voicemail_dir: Option<PathBuf>,
     voicemail_max_s: Option<Spanned<Seconds>>,
 }
@@ -729,17 +734,13 @@ fn validate(raw: RawConfig, text: &str, source: &Path) -> Result<Config, ConfigE
         }
     }
     if let Some(v) = f.ringback {
-        if parse_cadence(v.get_ref()).is_none() {
-            c.error(
-                Some(v.span()),
-                "[forward] ringback",
-                format!(
-                    "expected \"FREQ@ON/OFF\" like \"450@1000/4000\", found {:?}",
-                    v.get_ref()
-                ),
-            );
+        if let Err(e) = crate::media::tone::parse_cadence(v.get_ref()) {
+            c.error(Some(v.span()), "[forward] ringback", e.to_string());
         }
         cfg.forward.ringback = v.into_inner();
+    }
+    if let Some(v) = f.voicemail {
+        cfg.forward.voicemail = v;
     }
     if let Some(v) = f.voicemail_dir {
         cfg.forward.voicemail_dir = v;
@@ -790,16 +791,6 @@ fn validate(raw: RawConfig, text: &str, source: &Path) -> Result<Config, ConfigE
     } else {
         Err(ConfigErrors(c.errors))
     }
-}
-
-/// `"450@1000/4000"` -> (450 Hz, 1000 ms on, 4000 ms off).
-pub fn parse_cadence(s: &str) -> Option<(f64, u32, u32)> {
-    let (freq, times) = s.trim().split_once('@')?;
-    let (on, off) = times.split_once('/')?;
-    let freq: f64 = freq.trim().parse().ok()?;
-    let on: u32 = on.trim().parse().ok()?;
-    let off: u32 = off.trim().parse().ok()?;
-    (freq > 0.0 && freq < 4000.0 && on > 0).then_some((freq, on, off))
 }
 
 /// `"20000-20999"` -> (20000, 20999): inclusive, first even, room for one RTP/RTCP pair.

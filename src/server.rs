@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::media::clock::MediaClock;
 use crate::media::prompts::PromptSet;
 use crate::media::session::PortPool;
+use crate::roster::{Roster, RosterHandle};
 use crate::sip::leg::{dialed_of, InboundLeg};
 use crate::sip::sdp;
 use crate::sip::stack::{SipStack, ALLOWED};
@@ -33,11 +34,39 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Sip(#[from] crate::sip::stack::StackError),
+    #[error("{0}")]
+    Roster(crate::config::ConfigErrors),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The roster at start: a missing file means nobody on duty yet (the daemon still
+/// answers and takes voicemail); a bad file stops the start, naming file and line.
+fn load_roster(config: &Config) -> Result<RosterHandle, StartError> {
+    let path = &config.roster.file;
+    if !path.exists() {
+        warn!(
+            file = %path.display(),
+            "no roster file: nobody is on duty, calls will go to voicemail until it exists"
+        );
+        return Ok(RosterHandle::new(Roster::empty()));
+    }
+    let roster = Roster::load(path, &config.stations).map_err(StartError::Roster)?;
+    info!(
+        file = %path.display(),
+        volunteers = roster.volunteers.len(),
+        shifts = roster.shifts.len(),
+        "loaded the duty roster"
+    );
+    Ok(RosterHandle::new(roster))
 }
 
 /// A running daemon.
 pub struct Server {
     stack: SipStack,
+    roster_file: std::path::PathBuf,
+    stations: Vec<crate::config::Station>,
+    _roster_watch: tokio::task::JoinHandle<()>,
     ctx: Arc<CallContext>,
     numbers: Vec<String>,
     calls: TaskTracker,
@@ -68,6 +97,9 @@ impl Server {
             Duration::from_millis(config.sip.t1_ms),
         )
         .await?;
+        let roster = load_roster(config)?;
+        let cadence = crate::media::tone::parse_cadence(&config.forward.ringback)
+            .map_err(|e| StartError::Config(e.to_string()))?;
         let public_ip = stack.public_ip;
         let media_ip = config.sip.listen.ip();
         let (first, last) = config.media.rtp_ports;
@@ -82,10 +114,36 @@ impl Server {
             menu_timeout: Duration::from_secs(config.menu.timeout_s),
             max_tries: config.menu.max_tries,
             shutdown: CancellationToken::new(),
+            roster: roster.clone(),
+            busy: Arc::new(std::sync::Mutex::new(std::collections::HashSet::new())),
+            trunk: config.trunk.clone(),
+            ring_timeout: Duration::from_secs(config.forward.ring_timeout_s),
+            screen_timeout: Duration::from_secs(config.forward.screen_timeout_s),
+            ringback: Arc::new(cadence.prompt("ringback")),
+            voicemail: config.forward.voicemail,
+            voicemail_dir: config.forward.voicemail_dir.clone(),
+            voicemail_max: Duration::from_secs(config.forward.voicemail_max_s),
+            dialogs: stack.dialogs.clone(),
+            sip_addr: stack.public_addr(),
+            number: config.sip.numbers.first().cloned().unwrap_or_default(),
         });
-        let incoming = stack.start()?;
+        let roster_watch = crate::roster::watch(
+            roster.clone(),
+            config.roster.file.clone(),
+            config.stations.clone(),
+            Duration::from_secs(1),
+        );
+        if let Some(trunk) = &config.trunk {
+            if trunk.register {
+                crate::sip::register::spawn(&stack, trunk.clone(), ctx.shutdown.clone());
+            }
+        }
+        let incoming = stack.start().await?;
         let server = Arc::new(Server {
             stack,
+            roster_file: config.roster.file.clone(),
+            stations: config.stations.clone(),
+            _roster_watch: roster_watch,
             ctx,
             numbers: config.sip.numbers.clone(),
             calls: TaskTracker::new(),
@@ -105,6 +163,23 @@ impl Server {
             }
         });
         Ok(Running { server })
+    }
+
+    /// Re-read the roster now (SIGHUP). A bad file is logged and the old roster stays.
+    pub fn reload_roster(&self) {
+        match self.ctx.roster.reload(&self.roster_file, &self.stations) {
+            Ok(changes) if changes.is_empty() => info!("roster reloaded: no changes"),
+            Ok(changes) => info!("roster reloaded: {}", changes.join("; ")),
+            Err(e) => tracing::error!(
+                "roster {} rejected, keeping the previous roster:\n{e}",
+                self.roster_file.display()
+            ),
+        }
+    }
+
+    /// The live roster (for tests and tools).
+    pub fn roster(&self) -> &RosterHandle {
+        &self.ctx.roster
     }
 
     /// The SIP address we listen on (UDP and TCP).

@@ -8,6 +8,7 @@ use chrono::Utc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::call::forward::Forwarded;
 use crate::call::menu::{ChoiceReason, Menu, MenuAction, MenuSpec, PromptKind};
 use crate::call::CallContext;
 use crate::media::prompts::Prompt;
@@ -18,7 +19,7 @@ use crate::store::{CallEvent, HangupBy, NewCall, Outcome};
 
 /// Why a call stopped before its natural end.
 #[derive(Debug, Clone, PartialEq)]
-enum Gone {
+pub(crate) enum Gone {
     /// The caller hung up (BYE or CANCEL).
     CallerHungUp,
     /// Their media stopped with no BYE: the RTP timeout.
@@ -35,11 +36,11 @@ enum Input {
 }
 
 /// One call in progress.
-struct Call {
-    ctx: Arc<CallContext>,
-    leg: InboundLeg,
-    media: Option<MediaSession>,
-    keys: String,
+pub(crate) struct Call {
+    pub(crate) ctx: Arc<CallContext>,
+    pub(crate) leg: InboundLeg,
+    pub(crate) media: Option<MediaSession>,
+    pub(crate) keys: String,
 }
 
 /// Run a call to its end. `negotiated` is the SDP negotiation of the INVITE's offer
@@ -91,11 +92,23 @@ impl Call {
         self.answer(negotiated).await?;
         let station = self.choose_station().await?;
         self.play_to_end(&format!("station_{station}")).await?;
-        // Forwarding to the volunteer on duty slots in here (the roster's hunt list).
-        info!(%station, "no volunteer is reachable yet; telling the caller to call again");
-        self.play_to_end("no_volunteer").await?;
-        self.leg.hangup().await;
-        Ok((Outcome::NoAnswer, HangupBy::System))
+        match self.forward(&station).await? {
+            Forwarded::Connected { hangup_by } => Ok((Outcome::Connected, hangup_by)),
+            Forwarded::NobodyAnswered if !self.ctx.voicemail => {
+                info!(%station, "no volunteer took the call; telling the caller to call again later");
+                self.play_to_end("no_volunteer").await?;
+                self.leg.hangup().await;
+                Ok((Outcome::NoAnswer, HangupBy::System))
+            }
+            Forwarded::NobodyAnswered => {
+                let vm = self.voicemail().await?;
+                let outcome = match vm.path {
+                    Some(_) => Outcome::Voicemail,
+                    None => Outcome::NoAnswer,
+                };
+                Ok((outcome, vm.hangup_by))
+            }
+        }
     }
 
     /// Open media, send 200 OK with our SDP, wait for the ACK.
@@ -224,7 +237,7 @@ impl Call {
     }
 
     /// Play a prompt to its end; keys pressed meanwhile are recorded, not acted on.
-    async fn play_to_end(&mut self, name: &str) -> Result<(), Gone> {
+    pub(crate) async fn play_to_end(&mut self, name: &str) -> Result<(), Gone> {
         let prompt = self.prompt(name)?;
         self.media_mut()?.play(prompt);
         loop {
@@ -304,14 +317,14 @@ impl Call {
         });
     }
 
-    fn prompt(&self, name: &str) -> Result<Arc<Prompt>, Gone> {
+    pub(crate) fn prompt(&self, name: &str) -> Result<Arc<Prompt>, Gone> {
         self.ctx
             .prompts
             .get(name)
             .ok_or_else(|| Gone::Failed(format!("prompt {name}.wav is not loaded")))
     }
 
-    fn media_mut(&mut self) -> Result<&mut MediaSession, Gone> {
+    pub(crate) fn media_mut(&mut self) -> Result<&mut MediaSession, Gone> {
         self.media
             .as_mut()
             .ok_or_else(|| Gone::Failed("no media".into()))

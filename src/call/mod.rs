@@ -1,19 +1,25 @@
 //! Calls: the menu state machine and the call flow that drives it.
 
 pub mod flow;
+pub mod forward;
 pub mod hunt;
 pub mod menu;
 
-use std::net::IpAddr;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use rsipstack::dialog::dialog_layer::DialogLayer;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Station};
+use crate::config::{Config, Station, TrunkConfig};
 use crate::media::clock::MediaClock;
-use crate::media::prompts::PromptSet;
+use crate::media::prompts::{Prompt, PromptSet};
 use crate::media::session::PortPool;
+use crate::roster::{Phone, RosterHandle};
 use crate::store::Store;
 
 /// Everything a call needs from the daemon, shared by all calls.
@@ -29,14 +35,50 @@ pub struct CallContext {
     pub max_tries: u32,
     /// Fires when the drain timeout of a shutdown has passed: calls still going end now.
     pub shutdown: CancellationToken,
+    /// Who is on duty; swapped on reload, each hunt takes the roster of its moment.
+    pub roster: RosterHandle,
+    /// Volunteers being rung or talking, across all calls.
+    pub busy: Arc<Mutex<HashSet<String>>>,
+    pub trunk: Option<TrunkConfig>,
+    pub ring_timeout: Duration,
+    pub screen_timeout: Duration,
+    pub ringback: Arc<Prompt>,
+    pub voicemail: bool,
+    pub voicemail_dir: PathBuf,
+    pub voicemail_max: Duration,
+    /// For outbound legs: rsipstack's dialogs, our SIP address, our number.
+    pub dialogs: Arc<DialogLayer>,
+    pub sip_addr: SocketAddr,
+    pub number: String,
+}
+
+impl CallContext {
+    /// The URI the roster gives for a volunteer, as we dial it.
+    pub fn roster_uri_of(&self, volunteer: &str) -> Option<String> {
+        let roster = self.roster.current();
+        let v = roster.volunteer(volunteer)?;
+        match &v.phone {
+            Phone::Uri(u) => Some(u.clone()),
+            Phone::Number(n) => self.trunk.as_ref().map(|t| format!("sip:{n}@{}", t.domain)),
+        }
+    }
 }
 
 /// The prompts the menu cannot do without, by file name (without `.wav`).
 pub fn required_prompts(config: &Config) -> Vec<String> {
-    let mut names: Vec<String> = ["welcome", "menu", "invalid", "no_volunteer"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut names: Vec<String> = [
+        "welcome",
+        "menu",
+        "invalid",
+        "no_volunteer",
+        "all_busy",
+        "beep",
+        "screen",
+        "goodbye",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     names.extend(config.stations.iter().map(|s| format!("station_{}", s.id)));
     names
 }

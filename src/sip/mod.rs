@@ -8,5 +8,6 @@ pub mod digest;
 pub mod guard;
 pub mod leg;
 pub mod outbound;
+pub mod register;
 pub mod sdp;
 pub mod stack;
