@@ -4,8 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use chrono::{Offset as _, TimeZone as _};
 use clap::{Parser, Subcommand};
 use hotline::config::Config;
+use hotline::roster::Roster;
 use hotline::server::Server;
 use tracing::{error, info};
 
@@ -34,13 +36,40 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Show recent call records.
+    /// Show recent call records, with every volunteer tried.
     Calls {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         #[arg(long, default_value_t = 20)]
         limit: u32,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show, for each station, whom a call would ring at a moment (default now).
+    OnDuty {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// "2026-12-01 09:30" in the roster's timezone, or RFC 3339.
+        #[arg(long)]
+        at: Option<String>,
+        /// Only this station id.
+        #[arg(long)]
+        station: Option<String>,
+        /// Use this roster file instead of the configured one (check before saving).
+        #[arg(long)]
+        roster: Option<PathBuf>,
+    },
+    /// Calls handled per station and per volunteer, for the community's report.
+    Report {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// First day, YYYY-MM-DD (local time of the roster's timezone).
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Last day, inclusive.
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
         #[arg(long)]
         json: bool,
     },
@@ -75,6 +104,23 @@ fn main() -> ExitCode {
                 limit,
                 json,
             } => calls(&config, limit, json).await,
+            Command::OnDuty {
+                config,
+                at,
+                station,
+                roster,
+            } => on_duty(
+                &config,
+                at.as_deref(),
+                station.as_deref(),
+                roster.as_deref(),
+            ),
+            Command::Report {
+                config,
+                from,
+                to,
+                json,
+            } => report(&config, from, to, json).await,
         }
     })
 }
@@ -105,7 +151,7 @@ async fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    wait_for_signal().await;
+    wait_for_signal(&running.server).await;
     info!("stop requested: refusing new calls and letting calls in progress finish");
     running
         .server
@@ -115,20 +161,26 @@ async fn run(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// Wait for SIGTERM or SIGINT; SIGHUP re-reads the roster and keeps running.
+async fn wait_for_signal(server: &Server) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         match (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
         ) {
-            (Ok(mut term), Ok(mut int)) => {
+            (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
                 tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
+                    _ = term.recv() => return,
+                    _ = int.recv() => return,
+                    _ = hup.recv() => {
+                        info!("SIGHUP: re-reading the roster");
+                        server.reload_roster();
+                    }
                 }
-            }
+            },
             _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
@@ -136,6 +188,7 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     {
+        let _ = server;
         let _ = tokio::signal::ctrl_c().await;
     }
 }
@@ -153,6 +206,47 @@ fn check(path: &Path) -> ExitCode {
     if let Err(e) = hotline::media::prompts::PromptSet::load(&config.prompts_path(), &names) {
         eprintln!("{e}");
         return ExitCode::FAILURE;
+    }
+    let roster_file = &config.roster.file;
+    if roster_file.exists() {
+        match Roster::load(roster_file, &config.stations) {
+            Ok(roster) => {
+                for gap in roster.gaps(&config.stations) {
+                    println!("warning: {}: {gap}", roster_file.display());
+                }
+                println!(
+                    "{}: OK ({} volunteers, {} shifts)",
+                    roster_file.display(),
+                    roster.volunteers.len(),
+                    roster.shifts.len()
+                );
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        println!(
+            "warning: {}: no roster file; nobody is on duty and calls go to voicemail",
+            roster_file.display()
+        );
+    }
+    if config.trunk.is_none() {
+        if let Ok(roster) = Roster::load(roster_file, &config.stations) {
+            let numbers: Vec<&str> = roster
+                .volunteers
+                .iter()
+                .filter(|v| matches!(v.phone, hotline::roster::Phone::Number(_)))
+                .map(|v| v.id.as_str())
+                .collect();
+            if !numbers.is_empty() {
+                println!(
+                    "warning: volunteers {} have phone numbers but no [trunk] is configured: they cannot be called",
+                    numbers.join(", ")
+                );
+            }
+        }
     }
     println!(
         "{}: OK ({} stations, {} prompts in {})",
@@ -179,7 +273,7 @@ async fn calls(path: &Path, limit: u32, json: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let rows = match store.recent_calls(limit).await {
+    let rows = match store.recent_calls_with_attempts(limit).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot read call records: {e}");
@@ -187,6 +281,8 @@ async fn calls(path: &Path, limit: u32, json: bool) -> ExitCode {
         }
     };
     if json {
+        let rows: Vec<hotline::store::CallWithAttempts> =
+            rows.into_iter().map(Into::into).collect();
         match serde_json::to_string_pretty(&rows) {
             Ok(s) => println!("{s}"),
             Err(e) => {
@@ -195,7 +291,105 @@ async fn calls(path: &Path, limit: u32, json: bool) -> ExitCode {
             }
         }
     } else {
-        print!("{}", hotline::store::format_calls_table(&rows));
+        print!("{}", hotline::store::format_calls_with_attempts(&rows));
+    }
+    ExitCode::SUCCESS
+}
+
+fn on_duty(
+    path: &Path,
+    at: Option<&str>,
+    station: Option<&str>,
+    roster: Option<&Path>,
+) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let file = roster.unwrap_or(&config.roster.file);
+    let roster = match Roster::load(file, &config.stations) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(id) = station {
+        if !config.stations.iter().any(|s| s.id == id) {
+            eprintln!("unknown station {id:?}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let when = match at {
+        Some(text) => match hotline::roster::parse_at(text, roster.timezone) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("--at: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => chrono::Utc::now(),
+    };
+    print!(
+        "{}",
+        hotline::roster::format_on_duty(&roster, &config.stations, when, station)
+    );
+    ExitCode::SUCCESS
+}
+
+async fn report(
+    path: &Path,
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+    json: bool,
+) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Days are counted in the roster's timezone (the community's local days).
+    let tz = Roster::load(&config.roster.file, &config.stations)
+        .map(|r| r.timezone)
+        .unwrap_or(chrono_tz::Asia::Shanghai);
+    // Today's offset: right for zones without daylight saving, such as Shanghai.
+    let offset = tz
+        .offset_from_utc_datetime(&chrono::Utc::now().naive_utc())
+        .fix();
+    let store = match hotline::store::Store::open(&config.database.url).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("call records database: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match store.report(from, to, offset).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot compute the report: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("cannot format the report: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        let names: Vec<(String, String)> = config
+            .stations
+            .iter()
+            .map(|s| (s.id.clone(), s.name.clone()))
+            .collect();
+        print!("{}", hotline::store::format_report(&report, &names));
     }
     ExitCode::SUCCESS
 }
