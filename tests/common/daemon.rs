@@ -31,6 +31,10 @@ pub const PROMPT_FREQS: &[(&str, f64)] = &[
     ("station_culture", 2300.0),
     ("station_party", 2500.0),
     ("station_desk", 2700.0),
+    ("all_busy", 2900.0),
+    ("beep", 1100.0),
+    ("screen", 3100.0),
+    ("goodbye", 3300.0),
 ];
 
 /// Station id for each menu key, as in the embedded default config.
@@ -121,6 +125,11 @@ pub fn test_config(tmp: &Path, prompts_dir: &Path, rtp_ports: (u16, u16)) -> Con
     cfg.menu.max_tries = 2;
     cfg.media.rtp_timeout_s = 3;
     cfg.sip.t1_ms = 500;
+    // Nobody on duty unless a test writes a roster here; and, as before forwarding
+    // existed, "no volunteer available" instead of voicemail unless a test asks.
+    cfg.roster.file = tmp.join("roster.toml");
+    cfg.forward.voicemail = false;
+    cfg.forward.voicemail_dir = tmp.join("voicemail");
     cfg
 }
 
