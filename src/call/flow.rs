@@ -121,6 +121,7 @@ impl Call {
             telephone_event: n.and_then(|n| n.telephone_event),
             inband: n.map(|n| n.telephone_event.is_none()).unwrap_or(true),
             rtp_timeout: ctx.rtp_timeout,
+            timeout_armed: true,
         };
         let media = MediaSession::open(
             &ctx.ports,

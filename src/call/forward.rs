@@ -272,6 +272,7 @@ impl Call {
                 telephone_event: Some(sdp::OFFER_TELEPHONE_EVENT_PT),
                 inband: false,
                 rtp_timeout: ctx.rtp_timeout,
+                timeout_armed: false,
             },
         )
         .await
@@ -401,6 +402,7 @@ impl Call {
                 HuntWait::Input(HuntInput::EarlyMedia)
             }
             OutEvent::Answered(body) => {
+                a.media.arm_timeout();
                 match sdp::parse(&body).and_then(|o| sdp::negotiate_answer(&o)) {
                     Ok(n) => {
                         a.media.set_media(n.codec, n.telephone_event);

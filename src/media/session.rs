@@ -127,6 +127,9 @@ pub struct RxConfig {
     /// sound). Off when telephone-event was negotiated, as Asterisk's dtmf_mode=auto.
     pub inband: bool,
     pub rtp_timeout: Duration,
+    /// Whether the RTP timeout runs from the start. Off for a volunteer's leg
+    /// until they answer: a phone that rings sends no media.
+    pub timeout_armed: bool,
 }
 
 /// What the receive task does with a leg's packets besides detecting keys.
@@ -146,6 +149,8 @@ pub enum Tap {
 pub struct RxShared {
     pub cfg: RxConfig,
     pub tap: Tap,
+    /// When the RTP timeout started counting (None: not armed).
+    armed_at: Option<tokio::time::Instant>,
 }
 
 /// A call's media. Dropping it stops the receive task and frees the ports.
@@ -182,9 +187,11 @@ impl MediaSession {
         let registration = clock.register(&tx);
         let (ev_tx, events) = mpsc::channel(32);
         let rtp_timeout = rx.rtp_timeout;
+        let armed_at = rx.timeout_armed.then(tokio::time::Instant::now);
         let shared = Arc::new(Mutex::new(RxShared {
             cfg: rx,
             tap: Tap::None,
+            armed_at,
         }));
         let rx_task = tokio::spawn(receive(
             socket,
@@ -268,6 +275,13 @@ impl MediaSession {
         }
     }
 
+    /// Start (or restart) the RTP timeout now: the volunteer answered.
+    pub fn arm_timeout(&self) {
+        if let Ok(mut rx) = self.rx.lock() {
+            rx.armed_at = Some(tokio::time::Instant::now());
+        }
+    }
+
     /// Stop relaying or recording.
     pub fn untap(&self) -> Tap {
         self.rx
@@ -341,12 +355,32 @@ async fn receive(
     let mut rfc4733 = Rfc4733Detector::new();
     let mut inband = InbandDetector::new();
     let mut latched: Option<SocketAddr> = None;
+    let mut last_packet: Option<tokio::time::Instant> = None;
     loop {
-        let received = tokio::time::timeout(rtp_timeout, socket.recv_from(&mut buf)).await;
+        // The deadline runs from the later of the last packet and the arming.
+        let armed_at = shared.lock().ok().and_then(|rx| rx.armed_at);
+        let deadline = match (armed_at, last_packet) {
+            (None, _) => None,
+            (Some(a), Some(l)) => Some(a.max(l) + rtp_timeout),
+            (Some(a), None) => Some(a + rtp_timeout),
+        };
+        let recv = socket.recv_from(&mut buf);
+        let received = match deadline {
+            Some(d) => tokio::time::timeout_at(d, recv).await,
+            // Not armed yet: wake up now and then to see whether it is.
+            None => tokio::time::timeout(Duration::from_millis(500), recv).await,
+        };
         let (len, from) = match received {
+            Err(_elapsed) if deadline.is_none() => continue,
             Err(_elapsed) => {
                 let on_hold = tx.lock().map(|t| !t.sending).unwrap_or(false);
-                if on_hold {
+                let rearmed = shared
+                    .lock()
+                    .ok()
+                    .and_then(|rx| rx.armed_at)
+                    .is_some_and(|a| a + rtp_timeout > tokio::time::Instant::now());
+                if on_hold || rearmed {
+                    last_packet = Some(tokio::time::Instant::now());
                     continue; // a held call may legitimately be silent
                 }
                 let _ = events.send(MediaEvent::RtpTimeout).await;
@@ -407,6 +441,8 @@ async fn receive(
                 }
             }
         }
+        // Only the leg's own stream keeps it alive (checked above).
+        last_packet = Some(tokio::time::Instant::now());
         // Send outside our own lock: the peer's receive task locks the other way.
         if let Some((n, peer)) = relayed {
             let target = peer.lock().ok().and_then(|p| p.relay_target());
