@@ -1,24 +1,25 @@
 //! One media clock for every call.
 //!
-//! Rather than a timer per call, a single task wakes every 20 ms and sends the next
-//! frame of every stream that is playing (RFC 3551 §4.5: 20 ms of G.711 = 160 samples).
+//! Rather than a timer per call, a single thread sends the next frame of every
+//! stream that is playing, each stream every 20 ms (RFC 3551 §4.5: 20 ms of G.711 =
+//! 160 samples), the streams spread over the 20 ms so no tick sends them all.
 //! Streams that are silent only advance their RTP timestamp, so the next talk spurt
 //! carries the right time. The per-tick work is a copy of a ready frame and a
 //! non-blocking `send_to`: no allocation, no transcoding.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
+use std::time::Instant;
+
 use tokio::sync::oneshot;
-use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::media::codec::Codec;
 use crate::media::prompts::Prompt;
 use crate::media::rtp::RtpSender;
+use crate::media::socket::RtpSocket;
 
 /// 20 ms of audio per packet.
 pub const PTIME: Duration = Duration::from_millis(20);
@@ -44,7 +45,7 @@ struct Playback {
 
 /// The sending half of one call's RTP stream, shared by the call and the clock.
 pub struct StreamTx {
-    socket: Arc<UdpSocket>,
+    socket: Arc<RtpSocket>,
     /// Where to send: the SDP address at first, then wherever the caller's packets
     /// really come from (symmetric RTP, RFC 4961), which fixes NAT one-way audio.
     pub remote: Option<SocketAddr>,
@@ -56,7 +57,7 @@ pub struct StreamTx {
 }
 
 impl StreamTx {
-    pub fn new(socket: Arc<UdpSocket>, remote: Option<SocketAddr>, codec: Codec) -> Self {
+    pub fn new(socket: Arc<RtpSocket>, remote: Option<SocketAddr>, codec: Codec) -> Self {
         let ssrc: u32 = rand::random();
         let seq: u16 = rand::random();
         let ts: u32 = rand::random();
@@ -106,7 +107,7 @@ impl StreamTx {
     }
 
     /// The socket and address relayed packets for this leg go out on.
-    pub fn relay_target(&self) -> Option<(Arc<UdpSocket>, SocketAddr)> {
+    pub fn relay_target(&self) -> Option<(Arc<RtpSocket>, SocketAddr)> {
         match (self.remote, self.sending) {
             (Some(addr), true) => Some((self.socket.clone(), addr)),
             _ => None,
@@ -166,20 +167,28 @@ impl StreamTx {
 /// Figures the clock keeps about itself, for the benchmark and the shutdown log.
 #[derive(Debug, Default)]
 pub struct ClockStats {
-    /// Ticks run.
+    /// Phase ticks run (one every millisecond).
     pub ticks: AtomicU64,
     /// Packets sent.
     pub packets: AtomicU64,
-    /// Ticks whose last packet left more than 2 ms after the tick's slot.
+    /// Phase ticks whose last packet left more than 2 ms after the slot.
     pub late_ticks: AtomicU64,
     /// The worst delay, slot to last packet, in microseconds.
     pub max_delay_us: AtomicU64,
 }
 
-/// The shared clock. Cloning is cheap; the ticking task lives while any clone does.
+/// Streams are spread over this many phases of the 20 ms period, one phase per
+/// millisecond, so each tick sends about 1/20 of the packets: with 2,000 calls,
+/// 100 sends a millisecond instead of 2,000 in a burst that would leave the last
+/// ones 10 ms late.
+pub const PHASES: usize = 20;
+
+type Registry = Mutex<Vec<Vec<(u64, Weak<Mutex<StreamTx>>)>>>;
+
+/// The shared clock. Cloning is cheap; its thread lives while any clone does.
 #[derive(Clone)]
 pub struct MediaClock {
-    streams: Arc<Mutex<HashMap<u64, Weak<Mutex<StreamTx>>>>>,
+    streams: Arc<Registry>,
     next_id: Arc<AtomicU64>,
     pub stats: Arc<ClockStats>,
 }
@@ -187,65 +196,88 @@ pub struct MediaClock {
 /// Keeps a stream registered with the clock; dropping it unregisters.
 pub struct Registration {
     id: u64,
-    streams: Weak<Mutex<HashMap<u64, Weak<Mutex<StreamTx>>>>>,
+    phase: usize,
+    streams: Weak<Registry>,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(streams) = self.streams.upgrade() {
             if let Ok(mut s) = streams.lock() {
-                s.remove(&self.id);
+                if let Some(bucket) = s.get_mut(self.phase) {
+                    bucket.retain(|(id, _)| *id != self.id);
+                }
             }
         }
     }
 }
 
 impl MediaClock {
-    /// Start the clock task on the current tokio runtime.
+    /// Start the clock on a thread of its own, so SIP work on the async runtime
+    /// never delays a packet.
     pub fn start() -> MediaClock {
         let clock = MediaClock {
-            streams: Arc::new(Mutex::new(HashMap::new())),
+            streams: Arc::new(Mutex::new(vec![Vec::new(); PHASES])),
             next_id: Arc::new(AtomicU64::new(1)),
             stats: Arc::new(ClockStats::default()),
         };
         let weak = Arc::downgrade(&clock.streams);
         let stats = clock.stats.clone();
-        tokio::spawn(run(weak, stats));
+        let spawned = std::thread::Builder::new()
+            .name("media-clock".into())
+            .spawn(move || run(weak, stats));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the media clock thread: {e}; no audio will play");
+        }
         clock
     }
 
+    /// Put a stream on the clock, in the phase with the fewest streams.
     pub fn register(&self, stream: &Arc<Mutex<StreamTx>>) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut phase = 0;
         if let Ok(mut s) = self.streams.lock() {
-            s.insert(id, Arc::downgrade(stream));
+            phase = (0..s.len()).min_by_key(|&p| s[p].len()).unwrap_or(0);
+            s[phase].push((id, Arc::downgrade(stream)));
         }
         Registration {
             id,
+            phase,
             streams: Arc::downgrade(&self.streams),
         }
     }
 
     pub fn active_streams(&self) -> usize {
-        self.streams.lock().map(|s| s.len()).unwrap_or(0)
+        self.streams
+            .lock()
+            .map(|s| s.iter().map(Vec::len).sum())
+            .unwrap_or(0)
     }
 }
 
-async fn run(streams: Weak<Mutex<HashMap<u64, Weak<Mutex<StreamTx>>>>>, stats: Arc<ClockStats>) {
-    let mut interval = tokio::time::interval(PTIME);
-    // Burst: after a stall, catch up so timestamps keep matching wall time.
-    interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
+/// The clock thread: every millisecond, one phase's streams each send a frame.
+fn run(streams: Weak<Registry>, stats: Arc<ClockStats>) {
+    let tick = PTIME / PHASES as u32;
     let mut buf = [0u8; 12 + 4 * SAMPLES_PER_FRAME];
     let mut batch: Vec<Arc<Mutex<StreamTx>>> = Vec::new();
+    let mut next = Instant::now() + tick;
+    let mut phase = 0usize;
     loop {
-        let slot: Instant = interval.tick().await;
-        let Some(streams) = streams.upgrade() else {
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        let slot = next;
+        let Some(registry) = streams.upgrade() else {
             return;
         };
         batch.clear();
-        if let Ok(s) = streams.lock() {
-            batch.extend(s.values().filter_map(Weak::upgrade));
+        if let Ok(s) = registry.lock() {
+            if let Some(bucket) = s.get(phase) {
+                batch.extend(bucket.iter().filter_map(|(_, w)| w.upgrade()));
+            }
         }
-        drop(streams);
+        drop(registry);
         let mut sent = 0u64;
         for stream in &batch {
             if let Ok(mut tx) = stream.lock() {
@@ -256,12 +288,20 @@ async fn run(streams: Weak<Mutex<HashMap<u64, Weak<Mutex<StreamTx>>>>>, stats: A
         }
         batch.clear();
         let delay = Instant::now().saturating_duration_since(slot);
-        let delay_us = delay.as_micros() as u64;
         stats.ticks.fetch_add(1, Ordering::Relaxed);
         stats.packets.fetch_add(sent, Ordering::Relaxed);
-        stats.max_delay_us.fetch_max(delay_us, Ordering::Relaxed);
+        stats
+            .max_delay_us
+            .fetch_max(delay.as_micros() as u64, Ordering::Relaxed);
         if delay > Duration::from_millis(2) && sent > 0 {
             stats.late_ticks.fetch_add(1, Ordering::Relaxed);
+        }
+        phase = (phase + 1) % PHASES;
+        next += tick;
+        // After a long stall (a suspended process), catch up at most one period.
+        let now = Instant::now();
+        if now > next + PTIME {
+            next = now;
         }
     }
 }

@@ -8,4 +8,5 @@ pub mod recorder;
 pub mod relay;
 pub mod rtp;
 pub mod session;
+pub mod socket;
 pub mod tone;

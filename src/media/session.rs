@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -17,6 +16,7 @@ use crate::media::prompts::Prompt;
 use crate::media::recorder::Recorder;
 use crate::media::relay::{LegMedia, RelayDirection};
 use crate::media::rtp;
+use crate::media::socket::RtpSocket;
 
 /// How a key reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,14 +95,15 @@ impl PortPool {
     }
 
     /// Bind the next free pair; a port someone else holds is skipped.
-    pub async fn bind(&self) -> Result<(UdpSocket, UdpSocket), MediaError> {
+    pub async fn bind(&self) -> Result<(RtpSocket, std::net::UdpSocket), MediaError> {
         let pairs = ((self.last.saturating_sub(self.first)) / 2 + 1) as usize;
         for _ in 0..pairs {
             let port = self.next_port();
-            let Ok(rtp) = UdpSocket::bind((self.ip, port)).await else {
+            let Ok(rtp) = RtpSocket::bind(SocketAddr::new(self.ip, port)) else {
                 continue;
             };
-            let Ok(rtcp) = UdpSocket::bind((self.ip, port + 1)).await else {
+            // RTCP's port is held so no one else takes it; we send no RTCP reports.
+            let Ok(rtcp) = std::net::UdpSocket::bind((self.ip, port + 1)) else {
                 continue;
             };
             return Ok((rtp, rtcp));
@@ -159,7 +160,7 @@ pub struct MediaSession {
     tx: Arc<Mutex<StreamTx>>,
     rx: Arc<Mutex<RxShared>>,
     _registration: Registration,
-    _rtcp: UdpSocket,
+    _rtcp: std::net::UdpSocket,
     rx_task: JoinHandle<()>,
     events: mpsc::Receiver<MediaEvent>,
     playing: Option<oneshot::Receiver<PlayEnd>>,
@@ -343,7 +344,7 @@ impl MediaSession {
 /// The receive loop: latch the caller's address, detect keys, relay or record,
 /// watch for silence.
 async fn receive(
-    socket: Arc<UdpSocket>,
+    socket: Arc<RtpSocket>,
     tx: Arc<Mutex<StreamTx>>,
     shared: Arc<Mutex<RxShared>>,
     events: mpsc::Sender<MediaEvent>,
