@@ -276,7 +276,7 @@ impl Server {
                 return;
             }
             let dialed = dialed_of(&tx.original);
-            if !self.numbers.iter().any(|n| *n == dialed) {
+            if !self.numbers.contains(&dialed) {
                 info!(%dialed, "refusing a call to a number we do not serve");
                 reply(&mut tx, StatusCode::NotFound).await;
                 return;

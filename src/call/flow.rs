@@ -154,7 +154,7 @@ impl Call {
         self.media = Some(media);
         let ack_body = self
             .leg
-            .answer(local, negotiated.clone(), body)
+            .answer(local, negotiated, body)
             .await
             .map_err(gone)?;
         if negotiated.is_none() {

@@ -235,7 +235,7 @@ static REJECTED: AtomicU64 = AtomicU64::new(0);
 
 fn log_rejection(from: SocketAddr, reason: &str, answered: bool) {
     let n = REJECTED.fetch_add(1, Ordering::Relaxed) + 1;
-    if n <= 10 || n % 1000 == 0 {
+    if n <= 10 || n.is_multiple_of(1000) {
         tracing::warn!(
             %from,
             answered_400 = answered,

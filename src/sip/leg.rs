@@ -306,7 +306,7 @@ async fn answer_reinvite(
             return None;
         };
         let Shared { local, negotiated } = &mut *s;
-        match (local.as_mut(), negotiated.clone(), offer) {
+        match (local.as_mut(), *negotiated, offer) {
             (Some(local), Some(current), None) => {
                 // No offer: ours goes in the 200, and the media stays as it is.
                 local.version += 1;
@@ -322,7 +322,7 @@ async fn answer_reinvite(
             (Some(local), Some(_), Some(Ok(n))) => {
                 local.version += 1;
                 let sdp = sdp::answer(local.ip, local.port, &n, local.session_id, local.version);
-                *negotiated = Some(n.clone());
+                *negotiated = Some(n);
                 (Ok(sdp), Some(LegEvent::MediaChanged(n)))
             }
             (Some(_), Some(_), Some(Err(e))) => {

@@ -137,7 +137,12 @@ impl OutboundLeg {
                         None => return,
                         Some(s) => on_state(s, answered, &shared).await,
                     },
-                    res = async { join.as_mut().expect("polled only while Some").await }, if join.is_some() => {
+                    res = async {
+                        match join.as_mut() {
+                            Some(j) => j.await,
+                            None => std::future::pending().await,
+                        }
+                    }, if join.is_some() => {
                         join = None;
                         let ev = on_final(res);
                         answered = matches!(ev, OutEvent::Answered(_));
@@ -268,10 +273,10 @@ async fn on_state(
                     Ok(n) => {
                         let answer =
                             sdp::answer(local.ip, local.port, &n, local.session_id, local.version);
-                        *neg = Some(n.clone());
+                        *neg = Some(n);
                         Ok((answer, Some(n)))
                     }
-                    Err(_) if body.trim().is_empty() => match neg.clone() {
+                    Err(_) if body.trim().is_empty() => match *neg {
                         Some(n) => Ok((
                             sdp::answer(local.ip, local.port, &n, local.session_id, local.version),
                             None,
