@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
 use super::error::{PhoneError, Result};
-use super::g711::{decode, silence_byte};
+use super::g711::{decode, encode, silence_byte};
 use super::rtp::{build_rtp, parse_rtp, RtpPacket};
 
 /// Samples in one 20 ms G.711 frame.
@@ -50,10 +50,14 @@ struct Queue {
     pushed: u64,
 }
 
+/// Audio the pacer loops instead of silence (a test tone standing for a voice).
+type Fill = Arc<Mutex<Option<Vec<i16>>>>;
+
 /// Media of one call. Dropping it stops both tasks.
 pub struct Media {
     received: Arc<Mutex<Received>>,
     queue: Arc<Mutex<Queue>>,
+    fill: Fill,
     sent: watch::Receiver<u64>,
     tasks: Vec<JoinHandle<()>>,
     pub remote: Option<SocketAddr>,
@@ -75,6 +79,7 @@ impl Media {
     ) -> Media {
         let received = Arc::new(Mutex::new(Received::default()));
         let queue = Arc::new(Mutex::new(Queue::default()));
+        let fill: Fill = Arc::new(Mutex::new(None));
         let (sent_tx, sent) = watch::channel(0u64);
         let mut tasks = vec![tokio::spawn(receive(sock.clone(), received.clone()))];
         if let Some(remote) = remote {
@@ -84,6 +89,7 @@ impl Media {
                 audio_pt,
                 send_silence,
                 queue.clone(),
+                fill.clone(),
                 sent_tx,
                 stop,
             )));
@@ -91,6 +97,7 @@ impl Media {
         Media {
             received,
             queue,
+            fill,
             sent,
             tasks,
             remote,
@@ -125,6 +132,13 @@ impl Media {
             )),
             Err(_) => Err(PhoneError::Timeout("RTP frames not sent".into())),
         }
+    }
+
+    /// Loop `pcm` (8 kHz) in place of silence from the next tick on, `None` for silence
+    /// again. Queued frames (DTMF) still go first. A tone of whole cycles per loop
+    /// (e.g. 1 s of any whole-Hz sine) sounds continuous.
+    pub fn set_fill(&self, pcm: Option<Vec<i16>>) {
+        *lock(&self.fill) = pcm.filter(|p| !p.is_empty());
     }
 
     pub fn packets(&self) -> Vec<RtpPacket> {
@@ -177,9 +191,11 @@ async fn pace(
     audio_pt: u8,
     send_silence: bool,
     queue: Arc<Mutex<Queue>>,
+    fill: Fill,
     sent_tx: watch::Sender<u64>,
     stop: watch::Receiver<bool>,
 ) {
+    let mut fill_pos = 0usize;
     let ssrc: u32 = rand::random();
     let mut seq: u16 = rand::random();
     let mut clock: u32 = rand::random::<u32>() & 0x7FFF_FFFF;
@@ -202,8 +218,20 @@ async fn pace(
                 let ts = if f.event { event_ts } else { clock };
                 Some(build_rtp(f.pt, f.marker, seq, ts, ssrc, &f.payload))
             }
-            None if send_silence => Some(build_rtp(audio_pt, false, seq, clock, ssrc, &silence)),
-            None => None,
+            None => match lock(&fill).as_ref() {
+                Some(pcm) => {
+                    let frame: Vec<i16> = (0..FRAME_SAMPLES)
+                        .map(|i| pcm[(fill_pos + i) % pcm.len()])
+                        .collect();
+                    fill_pos = (fill_pos + FRAME_SAMPLES) % pcm.len();
+                    let payload = encode(audio_pt, &frame);
+                    Some(build_rtp(audio_pt, false, seq, clock, ssrc, &payload))
+                }
+                None if send_silence => {
+                    Some(build_rtp(audio_pt, false, seq, clock, ssrc, &silence))
+                }
+                None => None,
+            },
         };
         if let Some(pkt) = pkt {
             seq = seq.wrapping_add(1);
