@@ -241,12 +241,33 @@ fn events_heard(packets: &[RtpPacket], event_pt: u8) -> Vec<char> {
         .collect()
 }
 
+/// The call's row once it names the volunteer it was put through to (the record
+/// trails our ACK a little), or as it is after 2 s.
+async fn connected_record(d: &Daemon, call_id: &str) -> hotline::store::CallRow {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let row = d.record(call_id).await.expect("no call record");
+        if row.volunteer.is_some() || Instant::now() >= deadline {
+            return row;
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The call's attempts, once each has ended (the record trails the SIP exchange a
+/// little: our ACK can arrive before the daemon writes "answered"), or after 2 s.
 async fn attempts(d: &Daemon, call_id: &str) -> Vec<AttemptRow> {
     let store = d.server().store();
-    store.flush(Duration::from_secs(5)).await.unwrap();
-    let mut a = store.attempts(call_id).await.unwrap();
-    a.sort_by_key(|r| (r.attempt_no, r.id));
-    a
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        store.flush(Duration::from_secs(5)).await.unwrap();
+        let mut a = store.attempts(call_id).await.unwrap();
+        a.sort_by_key(|r| (r.attempt_no, r.id));
+        if a.iter().all(|r| r.ended_at.is_some()) || Instant::now() >= deadline {
+            return a;
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// (volunteer, result, sip_status) of each attempt, for one-line assertions.
@@ -304,7 +325,7 @@ async fn answered_call_carries_audio_both_ways_until_the_caller_hangs_up() {
         assert_eq!(st.ssrcs.len(), 1, "volunteer's stream: {st:?}");
         assert_eq!(st.seq_discontinuities, 0, "volunteer's stream: {st:?}");
 
-        let row = d.record(&c.call_id).await.unwrap();
+        let row = connected_record(&d, &c.call_id).await;
         assert_eq!(row.volunteer.as_deref(), Some("alice"));
         assert!(row.connected_at.is_some());
         assert_eq!(row.station.as_deref(), Some("health"));
@@ -719,7 +740,7 @@ async fn roster_reload_reaches_the_new_volunteer_without_touching_a_bridged_call
         let c3 = dial_station(&d, '2', CallOptions::default()).await;
         let lb3 = b.wait_for_leg(2, LEG_WAIT).await.unwrap();
         lb3.wait_confirmed(LEG_WAIT).await.unwrap();
-        let row3 = d.record(&c3.call_id).await.unwrap();
+        let row3 = connected_record(&d, &c3.call_id).await;
         assert_eq!(row3.volunteer.as_deref(), Some("bob"));
 
         c3.call.hangup().await.unwrap();
@@ -820,10 +841,8 @@ async fn redirect_to_the_same_host_is_followed_once() {
         assert!(la.final_acked(), "the daemon never ACKed our 302");
         assert_audio_both_ways(&c, &lb).await;
         let rows = attempts(&d, &c.call_id).await;
-        assert!(
-            rows.iter().any(|r| r.result.as_deref() == Some("answered")),
-            "attempts: {rows:?}"
-        );
+        // Following a redirect is the same attempt at the same volunteer.
+        assert_eq!(summary(&rows), [att("alice", "answered", Some(200))]);
         c.call.hangup().await.unwrap();
         lb.wait_for_bye(Duration::from_secs(3)).await.unwrap();
         let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
@@ -899,6 +918,65 @@ async fn early_media_from_the_volunteer_replaces_ringback_until_they_answer() {
         c.call.hangup().await.unwrap();
         let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
         assert_eq!(row.outcome.as_deref(), Some("connected"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_crossing_the_ring_timeout_cancel_is_acked_and_hung_up() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", Behaviour::AnswerWhenCancelled).await;
+        let b = volunteer("bob", answers()).await;
+        set_roster(
+            &d,
+            &[duty("alice", &a, &["health"]), duty("bob", &b, &["health"])],
+        );
+        let c = dial_station(&d, '2', CallOptions::default()).await;
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        la.wait_for_cancel(LEG_WAIT).await.unwrap();
+        // Alice's 200 came too late: the daemon must ACK it and hang up her leg.
+        la.wait_confirmed(Duration::from_secs(3)).await.unwrap();
+        la.wait_for_bye(Duration::from_secs(3)).await.unwrap();
+        assert!(la.final_acked(), "Alice's 200 was never ACKed");
+        let lb = b.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        lb.wait_confirmed(LEG_WAIT).await.unwrap();
+        assert_audio_both_ways(&c, &lb).await;
+        assert_eq!(
+            summary(&attempts(&d, &c.call_id).await),
+            [
+                att("alice", "no_answer", None),
+                att("bob", "answered", Some(200))
+            ]
+        );
+        c.call.hangup().await.unwrap();
+        let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row.volunteer.as_deref(), Some("bob"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_hanging_up_during_screening_hangs_up_the_volunteer() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", answers()).await;
+        let b = volunteer("bob", answers()).await;
+        let (c, la) = screened(&d, &a, &b).await;
+        assert_eq!(c.call.hangup().await.unwrap(), 200);
+        la.wait_for_bye(Duration::from_secs(2)).await.unwrap();
+        let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row.outcome.as_deref(), Some("abandoned"));
+        assert_eq!(row.hangup_by.as_deref(), Some("caller"));
+        assert!(row.volunteer.is_none() && row.connected_at.is_none());
+        assert_eq!(
+            summary(&attempts(&d, &c.call_id).await),
+            [att("alice", "cancelled", Some(200))]
+        );
+        sleep(Duration::from_millis(500)).await;
+        assert!(b.legs().is_empty(), "Bob rung for a caller who had left");
     })
     .await;
 }

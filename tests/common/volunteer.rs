@@ -52,6 +52,9 @@ pub enum Behaviour {
     },
     /// 302 Moved Temporarily with this Contact URI.
     Redirect(String),
+    /// 180, then a 200 OK sent just as the CANCEL arrives, so the two cross (RFC 3261
+    /// section 9.1): the CANCEL gets 200 but no 487, and the caller side must ACK and BYE.
+    AnswerWhenCancelled,
 }
 
 /// Where one INVITE stands, from the phone's side.
@@ -186,6 +189,8 @@ pub struct Leg {
     /// G.711 type of our answer, and the telephone-event type.
     pub audio_pt: u8,
     pub event_pt: u8,
+    behaviour: Behaviour,
+    talk_tone: Option<f64>,
     to_tag: String,
     sock: Arc<UdpSocket>,
     rtp: Arc<UdpSocket>,
@@ -643,6 +648,28 @@ async fn on_request(shared: &Arc<Shared>, req: SipMessage, from: SocketAddr, at:
             });
         }
         "CANCEL" => {
+            if same_txn {
+                if matches!(leg.behaviour, Behaviour::AnswerWhenCancelled) {
+                    leg.answer(leg.talk_tone).await;
+                }
+                reply(200, "OK").await;
+                let cancelled = leg.state.send_if_modified(|s| {
+                    let go = *s == LegState::Proceeding;
+                    if go {
+                        *s = LegState::Cancelled;
+                    }
+                    go
+                });
+                if cancelled {
+                    leg.stop.send_replace(true);
+                    let resp = leg.response(487, "Request Terminated");
+                    leg.send_response(&resp).await;
+                    leg.clone().retransmit_final(resp.to_bytes());
+                }
+            } else {
+                reply(481, "Call/Transaction Does Not Exist").await;
+            }
+            // Last, so that a test woken by it sees the state the CANCEL led to.
             leg.cancel_at.send_if_modified(|c| {
                 let first = c.is_none();
                 if first {
@@ -650,24 +677,6 @@ async fn on_request(shared: &Arc<Shared>, req: SipMessage, from: SocketAddr, at:
                 }
                 first
             });
-            if !same_txn {
-                reply(481, "Call/Transaction Does Not Exist").await;
-                return;
-            }
-            reply(200, "OK").await;
-            let cancelled = leg.state.send_if_modified(|s| {
-                let go = *s == LegState::Proceeding;
-                if go {
-                    *s = LegState::Cancelled;
-                }
-                go
-            });
-            if cancelled {
-                leg.stop.send_replace(true);
-                let resp = leg.response(487, "Request Terminated");
-                leg.send_response(&resp).await;
-                leg.clone().retransmit_final(resp.to_bytes());
-            }
         }
         "BYE" => {
             reply(200, "OK").await;
@@ -699,6 +708,8 @@ async fn new_leg(shared: &Arc<Shared>, invite: SipMessage, from: SocketAddr, at:
             .as_ref()
             .and_then(|o| o.telephone_event_pt)
             .unwrap_or(101),
+        behaviour: lock(&shared.behaviour).clone(),
+        talk_tone: *lock(&shared.talk_tone),
         invite,
         invite_at: at,
         peer: from,
@@ -737,7 +748,9 @@ async fn new_leg(shared: &Arc<Shared>, invite: SipMessage, from: SocketAddr, at:
             }
             Behaviour::Busy => leg.reject(486, "Busy Here", None).await,
             Behaviour::Decline => leg.reject(603, "Decline", None).await,
-            Behaviour::NoAnswer => leg.provisional(180, "Ringing").await,
+            Behaviour::NoAnswer | Behaviour::AnswerWhenCancelled => {
+                leg.provisional(180, "Ringing").await
+            }
             Behaviour::EarlyMedia {
                 tone_hz,
                 answer_after,
