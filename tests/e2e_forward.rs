@@ -299,7 +299,7 @@ async fn answered_call_carries_audio_both_ways_until_the_caller_hangs_up() {
 
         let c = dial_station(&d, '2', CallOptions::default()).await;
         let leg = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
-        assert_eq!(leg.from_display_name().as_deref(), Some(CALLER));
+        assert_eq!(leg.caller_display_name().as_deref(), Some(CALLER));
         assert_eq!(leg.request_uri(), a.uri());
         assert!(leg.invite.header("To").unwrap().contains(&a.uri()));
         let offer = leg.offer.clone().expect("INVITE without SDP offer");
@@ -836,7 +836,7 @@ async fn redirect_to_the_same_host_is_followed_once() {
         let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
         let lb = b.wait_for_leg(1, LEG_WAIT).await.unwrap();
         assert_eq!(lb.request_uri(), b.uri());
-        assert_eq!(lb.from_display_name().as_deref(), Some(CALLER));
+        assert_eq!(lb.caller_display_name().as_deref(), Some(CALLER));
         lb.wait_confirmed(LEG_WAIT).await.unwrap();
         assert!(la.final_acked(), "the daemon never ACKed our 302");
         assert_audio_both_ways(&c, &lb).await;

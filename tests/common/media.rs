@@ -48,16 +48,14 @@ struct Received {
 struct Queue {
     frames: VecDeque<Frame>,
     pushed: u64,
+    /// Audio looped in place of silence (a test tone standing for a voice).
+    fill: Option<Vec<i16>>,
 }
-
-/// Audio the pacer loops instead of silence (a test tone standing for a voice).
-type Fill = Arc<Mutex<Option<Vec<i16>>>>;
 
 /// Media of one call. Dropping it stops both tasks.
 pub struct Media {
     received: Arc<Mutex<Received>>,
     queue: Arc<Mutex<Queue>>,
-    fill: Fill,
     sent: watch::Receiver<u64>,
     tasks: Vec<JoinHandle<()>>,
     pub remote: Option<SocketAddr>,
@@ -79,7 +77,6 @@ impl Media {
     ) -> Media {
         let received = Arc::new(Mutex::new(Received::default()));
         let queue = Arc::new(Mutex::new(Queue::default()));
-        let fill: Fill = Arc::new(Mutex::new(None));
         let (sent_tx, sent) = watch::channel(0u64);
         let mut tasks = vec![tokio::spawn(receive(sock.clone(), received.clone()))];
         if let Some(remote) = remote {
@@ -89,7 +86,6 @@ impl Media {
                 audio_pt,
                 send_silence,
                 queue.clone(),
-                fill.clone(),
                 sent_tx,
                 stop,
             )));
@@ -97,7 +93,6 @@ impl Media {
         Media {
             received,
             queue,
-            fill,
             sent,
             tasks,
             remote,
@@ -138,7 +133,7 @@ impl Media {
     /// again. Queued frames (DTMF) still go first. A tone of whole cycles per loop
     /// (e.g. 1 s of any whole-Hz sine) sounds continuous.
     pub fn set_fill(&self, pcm: Option<Vec<i16>>) {
-        *lock(&self.fill) = pcm.filter(|p| !p.is_empty());
+        lock(&self.queue).fill = pcm.filter(|p| !p.is_empty());
     }
 
     pub fn packets(&self) -> Vec<RtpPacket> {
@@ -191,7 +186,6 @@ async fn pace(
     audio_pt: u8,
     send_silence: bool,
     queue: Arc<Mutex<Queue>>,
-    fill: Fill,
     sent_tx: watch::Sender<u64>,
     stop: watch::Receiver<bool>,
 ) {
@@ -208,9 +202,25 @@ async fn pace(
         if *stop.borrow() {
             return;
         }
-        let frame = lock(&queue).frames.pop_front();
-        let pkt = match frame {
-            Some(f) => {
+        // A queued frame, else the next 20 ms of the fill, else silence (if asked).
+        let (frame, fill_frame) = {
+            let mut q = lock(&queue);
+            match q.frames.pop_front() {
+                Some(f) => (Some(f), None),
+                None => (
+                    None,
+                    q.fill.as_ref().map(|pcm| {
+                        let frame: Vec<i16> = (0..FRAME_SAMPLES)
+                            .map(|i| pcm[(fill_pos + i) % pcm.len()])
+                            .collect();
+                        fill_pos = (fill_pos + FRAME_SAMPLES) % pcm.len();
+                        frame
+                    }),
+                ),
+            }
+        };
+        let pkt = match (frame, fill_frame) {
+            (Some(f), _) => {
                 sent += 1;
                 if f.event && f.marker {
                     event_ts = clock;
@@ -218,20 +228,14 @@ async fn pace(
                 let ts = if f.event { event_ts } else { clock };
                 Some(build_rtp(f.pt, f.marker, seq, ts, ssrc, &f.payload))
             }
-            None => match lock(&fill).as_ref() {
-                Some(pcm) => {
-                    let frame: Vec<i16> = (0..FRAME_SAMPLES)
-                        .map(|i| pcm[(fill_pos + i) % pcm.len()])
-                        .collect();
-                    fill_pos = (fill_pos + FRAME_SAMPLES) % pcm.len();
-                    let payload = encode(audio_pt, &frame);
-                    Some(build_rtp(audio_pt, false, seq, clock, ssrc, &payload))
-                }
-                None if send_silence => {
-                    Some(build_rtp(audio_pt, false, seq, clock, ssrc, &silence))
-                }
-                None => None,
-            },
+            (None, Some(pcm)) => {
+                let payload = encode(audio_pt, &pcm);
+                Some(build_rtp(audio_pt, false, seq, clock, ssrc, &payload))
+            }
+            (None, None) if send_silence => {
+                Some(build_rtp(audio_pt, false, seq, clock, ssrc, &silence))
+            }
+            (None, None) => None,
         };
         if let Some(pkt) = pkt {
             seq = seq.wrapping_add(1);

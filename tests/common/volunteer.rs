@@ -215,7 +215,7 @@ impl Leg {
     }
 
     /// The From display name of the INVITE, unquoted (the daemon puts the caller's number there).
-    pub fn from_display_name(&self) -> Option<String> {
+    pub fn caller_display_name(&self) -> Option<String> {
         let from = self.invite.header("From")?;
         let name = from[..from.find('<')?].trim().trim_matches('"').trim();
         (!name.is_empty()).then(|| name.to_string())
