@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
 use super::error::{PhoneError, Result};
-use super::g711::{decode, silence_byte};
+use super::g711::{decode, encode, silence_byte};
 use super::rtp::{build_rtp, parse_rtp, RtpPacket};
 
 /// Samples in one 20 ms G.711 frame.
@@ -48,6 +48,8 @@ struct Received {
 struct Queue {
     frames: VecDeque<Frame>,
     pushed: u64,
+    /// Audio looped in place of silence (a test tone standing for a voice).
+    fill: Option<Vec<i16>>,
 }
 
 /// Media of one call. Dropping it stops both tasks.
@@ -127,6 +129,13 @@ impl Media {
         }
     }
 
+    /// Loop `pcm` (8 kHz) in place of silence from the next tick on, `None` for silence
+    /// again. Queued frames (DTMF) still go first. A tone of whole cycles per loop
+    /// (e.g. 1 s of any whole-Hz sine) sounds continuous.
+    pub fn set_fill(&self, pcm: Option<Vec<i16>>) {
+        lock(&self.queue).fill = pcm.filter(|p| !p.is_empty());
+    }
+
     pub fn packets(&self) -> Vec<RtpPacket> {
         lock(&self.received).packets.clone()
     }
@@ -180,6 +189,7 @@ async fn pace(
     sent_tx: watch::Sender<u64>,
     stop: watch::Receiver<bool>,
 ) {
+    let mut fill_pos = 0usize;
     let ssrc: u32 = rand::random();
     let mut seq: u16 = rand::random();
     let mut clock: u32 = rand::random::<u32>() & 0x7FFF_FFFF;
@@ -192,9 +202,25 @@ async fn pace(
         if *stop.borrow() {
             return;
         }
-        let frame = lock(&queue).frames.pop_front();
-        let pkt = match frame {
-            Some(f) => {
+        // A queued frame, else the next 20 ms of the fill, else silence (if asked).
+        let (frame, fill_frame) = {
+            let mut q = lock(&queue);
+            match q.frames.pop_front() {
+                Some(f) => (Some(f), None),
+                None => (
+                    None,
+                    q.fill.as_ref().map(|pcm| {
+                        let frame: Vec<i16> = (0..FRAME_SAMPLES)
+                            .map(|i| pcm[(fill_pos + i) % pcm.len()])
+                            .collect();
+                        fill_pos = (fill_pos + FRAME_SAMPLES) % pcm.len();
+                        frame
+                    }),
+                ),
+            }
+        };
+        let pkt = match (frame, fill_frame) {
+            (Some(f), _) => {
                 sent += 1;
                 if f.event && f.marker {
                     event_ts = clock;
@@ -202,8 +228,14 @@ async fn pace(
                 let ts = if f.event { event_ts } else { clock };
                 Some(build_rtp(f.pt, f.marker, seq, ts, ssrc, &f.payload))
             }
-            None if send_silence => Some(build_rtp(audio_pt, false, seq, clock, ssrc, &silence)),
-            None => None,
+            (None, Some(pcm)) => {
+                let payload = encode(audio_pt, &pcm);
+                Some(build_rtp(audio_pt, false, seq, clock, ssrc, &payload))
+            }
+            (None, None) if send_silence => {
+                Some(build_rtp(audio_pt, false, seq, clock, ssrc, &silence))
+            }
+            (None, None) => None,
         };
         if let Some(pkt) = pkt {
             seq = seq.wrapping_add(1);

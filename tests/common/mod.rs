@@ -7,6 +7,7 @@
 //!   sockets), independent of the daemon's own SIP stack so it is an honest peer.
 //! - [`sip`], [`sdp`], [`rtp`], [`g711`]: the small pieces the phone is built from,
 //!   public so tests can also use them to build fakes or check what they received.
+//! - [`volunteer`]: a volunteer's phone (a UAS) for the forwarding tests.
 // Test crates each use a different part, and the phone re-exports its building blocks.
 #![allow(dead_code, unused_imports)]
 
@@ -18,3 +19,4 @@ pub mod phone;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
+pub mod volunteer;

@@ -1035,6 +1035,14 @@ impl Call {
             .ok_or_else(|| PhoneError::Protocol("call has no media".into()))
     }
 
+    /// Send a continuous sine of `freq_hz` (about -10 dBm0) in place of silence, as if the
+    /// caller were speaking; `None` goes back to silence.
+    pub fn play_tone(&self, freq_hz: Option<f64>) -> Result<()> {
+        self.media()?
+            .set_fill(freq_hz.map(|f| tone(f, 1000, PEAK_MINUS_10_DBM0)));
+        Ok(())
+    }
+
     /// Stop sending RTP (silence included) for the rest of the call.
     pub fn stop_rtp(&mut self) {
         if let Some(m) = self.media.as_mut() {

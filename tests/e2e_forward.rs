@@ -1,0 +1,982 @@
+//! End-to-end forwarding: a caller picks a station and the daemon rings the volunteers on
+//! duty, played by [`common::volunteer::VolunteerPhone`]s on loopback. Audio is checked by
+//! frequency (each side sends its own tone), call records by their `calls` and
+//! `call_attempts` rows.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::daemon::*;
+use common::phone::*;
+use common::volunteer::{Behaviour, LegState, VolunteerPhone};
+use hotline::config::Config;
+use hotline::store::AttemptRow;
+use tokio::sync::Mutex;
+use tokio::time::{sleep, Instant};
+
+/// RTP ports for this test binary's daemons.
+const PORTS: (u16, u16) = (44000, 44999);
+/// The tests measure ring and screening timeouts: one at a time on a 2-core machine.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+const LIMIT: Duration = Duration::from_secs(45);
+
+/// The caller's number, which the volunteer must see as the From display name.
+const CALLER: &str = "13912345678";
+const CALLER_TONE: f64 = 1000.0;
+const VOLUNTEER_TONE: f64 = 600.0;
+const RINGBACK: f64 = 450.0;
+
+fn short_timeouts(cfg: &mut Config) {
+    cfg.forward.ring_timeout_s = 2;
+    cfg.forward.screen_timeout_s = 2;
+    cfg.forward.voicemail_max_s = 3;
+}
+
+async fn daemon() -> Daemon {
+    Daemon::start(PORTS, short_timeouts).await
+}
+
+/// A volunteer in the roster: always on duty at `stations`, in the order given.
+struct OnDuty<'a> {
+    id: &'a str,
+    phone: &'a VolunteerPhone,
+    screen: bool,
+    stations: &'a [&'a str],
+}
+
+fn duty<'a>(id: &'a str, phone: &'a VolunteerPhone, stations: &'a [&'a str]) -> OnDuty<'a> {
+    OnDuty {
+        id,
+        phone,
+        screen: false,
+        stations,
+    }
+}
+
+fn roster_text(list: &[OnDuty]) -> String {
+    let mut s = String::from("timezone = \"Asia/Shanghai\"\n");
+    for v in list {
+        s.push_str(&format!(
+            "\n[[volunteer]]\nid = \"{}\"\nname = \"{}\"\nphone = \"{}\"\nscreen = {}\n",
+            v.id,
+            v.id,
+            v.phone.uri(),
+            v.screen
+        ));
+    }
+    for v in list {
+        for st in v.stations {
+            s.push_str(&format!(
+                "\n[[shift]]\nstation = \"{st}\"\nvolunteer = \"{}\"\ndays = \"daily\"\nstart = \"00:00\"\nend = \"24:00\"\n",
+                v.id
+            ));
+        }
+    }
+    s
+}
+
+/// Write the roster and make the daemon load it now.
+fn set_roster(d: &Daemon, list: &[OnDuty]) {
+    std::fs::write(d.tmp.path().join("roster.toml"), roster_text(list)).unwrap();
+    d.server().reload_roster();
+    let ids: Vec<String> = d
+        .server()
+        .roster()
+        .current()
+        .volunteers
+        .iter()
+        .map(|v| v.id.clone())
+        .collect();
+    let want: Vec<String> = list.iter().map(|v| v.id.to_string()).collect();
+    assert_eq!(ids, want, "roster not loaded");
+}
+
+/// Hunt list ids for `station` right now.
+fn on_duty(d: &Daemon, station: &str) -> Vec<String> {
+    let roster = d.server().roster().current();
+    roster
+        .hunt_list(station, Utc::now())
+        .iter()
+        .map(|v| v.id.clone())
+        .collect()
+}
+
+async fn volunteer(user: &str, b: Behaviour) -> VolunteerPhone {
+    let v = VolunteerPhone::new(user, b).await.unwrap();
+    v.set_talk_tone(Some(VOLUNTEER_TONE));
+    v
+}
+
+fn answers() -> Behaviour {
+    Behaviour::Answer {
+        after: Duration::from_millis(300),
+    }
+}
+
+/// A caller on its own phone, through the menu: pressed `key` after the menu started.
+struct Caller {
+    _phone: Phone,
+    call: Call,
+    call_id: String,
+}
+
+async fn dial_station(d: &Daemon, key: char, opts: CallOptions) -> Caller {
+    let phone = d.phone(Transport::Udp).await;
+    let call_id = format!("{}@127.0.0.1", random_token(12));
+    let call = phone
+        .call(CallOptions {
+            call_id: Some(call_id.clone()),
+            from_user: CALLER.into(),
+            ..opts
+        })
+        .await
+        .unwrap();
+    assert_eq!(call.status, 200);
+    wait_for_prompt(&call, "menu", Duration::from_secs(3)).await;
+    call.send_dtmf_rfc4733(key, 100).await.unwrap();
+    Caller {
+        _phone: phone,
+        call,
+        call_id,
+    }
+}
+
+/// G.711 frames after `since` that are mostly `freq`.
+fn frames_at(packets: &[RtpPacket], freq: f64, since: Instant) -> usize {
+    packets
+        .iter()
+        .filter(|p| p.arrival >= since && (p.pt == 0 || p.pt == 8))
+        .filter(|p| {
+            let pcm = decode(p.pt, &p.payload);
+            rms(&pcm) > 500.0 && dominant_energy(&pcm, freq) > 0.6
+        })
+        .count()
+}
+
+/// The strongest 50 Hz-grid frequency of each of the last few frames, for failure messages.
+fn describe(packets: &[RtpPacket]) -> String {
+    let tail: Vec<String> = packets
+        .iter()
+        .filter(|p| p.pt == 0 || p.pt == 8)
+        .rev()
+        .take(8)
+        .map(|p| {
+            let pcm = decode(p.pt, &p.payload);
+            if rms(&pcm) < 500.0 {
+                return "silence".into();
+            }
+            let best = (2..80)
+                .map(|k| k as f64 * 50.0)
+                .max_by(|a, b| dominant_energy(&pcm, *a).total_cmp(&dominant_energy(&pcm, *b)))
+                .unwrap();
+            format!("{best} Hz")
+        })
+        .collect();
+    format!(
+        "{} packets, last frames (newest first): {tail:?}",
+        packets.len()
+    )
+}
+
+/// Wait until `frames` frames of `freq` arrived after `since`.
+async fn wait_hearing(
+    who: &str,
+    packets: impl Fn() -> Vec<RtpPacket>,
+    freq: f64,
+    since: Instant,
+    frames: usize,
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let p = packets();
+        if frames_at(&p, freq, since) >= frames {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "{who} did not hear {frames} frames of {freq} Hz within {limit:?}: {}",
+                describe(&p)
+            );
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Both directions carry their tone from now on (half a second each way).
+async fn assert_audio_both_ways(c: &Caller, leg: &common::volunteer::Leg) {
+    c.call.play_tone(Some(CALLER_TONE)).unwrap();
+    let since = Instant::now();
+    wait_hearing(
+        "volunteer",
+        || leg.rtp_packets(),
+        CALLER_TONE,
+        since,
+        25,
+        Duration::from_secs(4),
+    )
+    .await;
+    wait_hearing(
+        "caller",
+        || c.call.rtp_packets(),
+        VOLUNTEER_TONE,
+        since,
+        25,
+        Duration::from_secs(4),
+    )
+    .await;
+}
+
+/// Keys of the RFC 4733 events received (one per event start), in order.
+fn events_heard(packets: &[RtpPacket], event_pt: u8) -> Vec<char> {
+    const KEYS: &str = "0123456789*#ABCD";
+    packets
+        .iter()
+        .filter(|p| p.pt == event_pt && p.marker)
+        .filter_map(|p| TelephoneEvent::parse(&p.payload))
+        .filter_map(|e| KEYS.chars().nth(e.event as usize))
+        .collect()
+}
+
+/// The call's row once it names the volunteer it was put through to (the record
+/// trails our ACK a little), or as it is after 2 s.
+async fn connected_record(d: &Daemon, call_id: &str) -> hotline::store::CallRow {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let row = d.record(call_id).await.expect("no call record");
+        if row.volunteer.is_some() || Instant::now() >= deadline {
+            return row;
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The call's attempts, once each has ended (the record trails the SIP exchange a
+/// little: our ACK can arrive before the daemon writes "answered"), or after 2 s.
+async fn attempts(d: &Daemon, call_id: &str) -> Vec<AttemptRow> {
+    let store = d.server().store();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        store.flush(Duration::from_secs(5)).await.unwrap();
+        let mut a = store.attempts(call_id).await.unwrap();
+        a.sort_by_key(|r| (r.attempt_no, r.id));
+        if a.iter().all(|r| r.ended_at.is_some()) || Instant::now() >= deadline {
+            return a;
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// (volunteer, result, sip_status) of each attempt, for one-line assertions.
+fn summary(a: &[AttemptRow]) -> Vec<(String, String, Option<i32>)> {
+    a.iter()
+        .map(|r| {
+            (
+                r.volunteer.clone().unwrap_or_default(),
+                r.result.clone().unwrap_or_default(),
+                r.sip_status,
+            )
+        })
+        .collect()
+}
+
+fn att(v: &str, result: &str, status: Option<i32>) -> (String, String, Option<i32>) {
+    (v.to_string(), result.to_string(), status)
+}
+
+const LEG_WAIT: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_call_carries_audio_both_ways_until_the_caller_hangs_up() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", answers()).await;
+        set_roster(&d, &[duty("alice", &a, &["health"])]);
+
+        let c = dial_station(&d, '2', CallOptions::default()).await;
+        let leg = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        assert_eq!(leg.caller_display_name().as_deref(), Some(CALLER));
+        assert_eq!(leg.request_uri(), a.uri());
+        assert!(leg.invite.header("To").unwrap().contains(&a.uri()));
+        let offer = leg.offer.clone().expect("INVITE without SDP offer");
+        assert_eq!(offer.payload_types, [0, 8, 101], "offer: {}", offer.raw);
+        assert_eq!(offer.telephone_event_pt, Some(101));
+        leg.wait_confirmed(LEG_WAIT).await.unwrap();
+
+        assert_audio_both_ways(&c, &leg).await;
+
+        // Keys pressed during the conversation reach the other side as RFC 4733 events.
+        c.call.send_dtmf_rfc4733('5', 100).await.unwrap();
+        leg.send_dtmf_rfc4733('7', 100).await.unwrap();
+        sleep(Duration::from_millis(300)).await;
+        assert_eq!(events_heard(&leg.rtp_packets(), 101), ['5']);
+        assert_eq!(events_heard(&c.call.rtp_packets(), 101), ['7']);
+
+        // Each side sees one continuous stream: the daemon rewrites SSRC, seq and
+        // timestamp across prompts, ringback and the bridge.
+        let st = c.call.rtp_stats();
+        assert_eq!(st.ssrcs.len(), 1, "caller's stream: {st:?}");
+        assert_eq!(st.seq_discontinuities, 0, "caller's stream: {st:?}");
+        let st = rtp_stats(&leg.rtp_packets());
+        assert_eq!(st.ssrcs.len(), 1, "volunteer's stream: {st:?}");
+        assert_eq!(st.seq_discontinuities, 0, "volunteer's stream: {st:?}");
+
+        let row = connected_record(&d, &c.call_id).await;
+        assert_eq!(row.volunteer.as_deref(), Some("alice"));
+        assert!(row.connected_at.is_some());
+        assert_eq!(row.station.as_deref(), Some("health"));
+        assert_eq!(
+            summary(&attempts(&d, &c.call_id).await),
+            [att("alice", "answered", Some(200))]
+        );
+
+        assert_eq!(c.call.hangup().await.unwrap(), 200);
+        leg.wait_for_bye(Duration::from_secs(3)).await.unwrap();
+        let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row.outcome.as_deref(), Some("connected"));
+        assert_eq!(row.hangup_by.as_deref(), Some("caller"));
+        assert_eq!(row.volunteer.as_deref(), Some("alice"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_volunteer_is_cancelled_after_ring_timeout_and_the_next_answers() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", Behaviour::NoAnswer).await;
+        let b = volunteer("bob", answers()).await;
+        set_roster(
+            &d,
+            &[duty("alice", &a, &["health"]), duty("bob", &b, &["health"])],
+        );
+
+        let c = dial_station(&d, '2', CallOptions::default()).await;
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        // Ringback (450 Hz, 1 s on) while Alice's phone rings.
+        wait_hearing(
+            "caller",
+            || c.call.rtp_packets(),
+            RINGBACK,
+            la.invite_at,
+            10,
+            Duration::from_secs(2),
+        )
+        .await;
+        let cancel_at = la.wait_for_cancel(LEG_WAIT).await.unwrap();
+        let rang = cancel_at.duration_since(la.invite_at);
+        assert!(
+            rang >= Duration::from_millis(1800) && rang <= Duration::from_millis(3000),
+            "CANCEL after {rang:?}, ring timeout is 2 s"
+        );
+        let lb = b.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        lb.wait_confirmed(LEG_WAIT).await.unwrap();
+        assert_eq!(la.state(), LegState::Cancelled);
+        sleep(Duration::from_millis(300)).await;
+        assert!(la.final_acked(), "the daemon never ACKed our 487");
+
+        assert_audio_both_ways(&c, &lb).await;
+        assert_eq!(
+            summary(&attempts(&d, &c.call_id).await),
+            [
+                att("alice", "no_answer", None),
+                att("bob", "answered", Some(200))
+            ]
+        );
+        c.call.hangup().await.unwrap();
+        lb.wait_for_bye(Duration::from_secs(3)).await.unwrap();
+        let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row.outcome.as_deref(), Some("connected"));
+        assert_eq!(row.volunteer.as_deref(), Some("bob"));
+    })
+    .await;
+}
+
+/// A final refusal from the first volunteer: the next is rung at once.
+async fn refusal_moves_on_at_once(first: Behaviour, result: &str, status: i32) {
+    let d = daemon().await;
+    let a = volunteer("alice", first).await;
+    let b = volunteer("bob", answers()).await;
+    set_roster(
+        &d,
+        &[duty("alice", &a, &["health"]), duty("bob", &b, &["health"])],
+    );
+    let c = dial_station(&d, '2', CallOptions::default()).await;
+    let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+    let lb = b.wait_for_leg(1, LEG_WAIT).await.unwrap();
+    let gap = lb.invite_at.duration_since(la.invite_at);
+    assert!(gap < Duration::from_secs(1), "Bob rung {gap:?} after Alice");
+    lb.wait_confirmed(LEG_WAIT).await.unwrap();
+    sleep(Duration::from_millis(300)).await;
+    assert!(la.final_acked(), "the daemon never ACKed our {status}");
+    assert_eq!(
+        summary(&attempts(&d, &c.call_id).await),
+        [
+            att("alice", result, Some(status)),
+            att("bob", "answered", Some(200))
+        ]
+    );
+    c.call.hangup().await.unwrap();
+    d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_volunteer_is_skipped_at_once() {
+    let _g = SERIAL.lock().await;
+    bounded(
+        LIMIT,
+        refusal_moves_on_at_once(Behaviour::Busy, "busy", 486),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declining_volunteer_is_skipped_at_once() {
+    let _g = SERIAL.lock().await;
+    bounded(
+        LIMIT,
+        refusal_moves_on_at_once(Behaviour::Decline, "declined", 603),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_hanging_up_while_ringing_cancels_the_volunteer() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", Behaviour::NoAnswer).await;
+        set_roster(&d, &[duty("alice", &a, &["health"])]);
+        let c = dial_station(&d, '2', CallOptions::default()).await;
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        sleep(Duration::from_millis(300)).await;
+        assert_eq!(c.call.hangup().await.unwrap(), 200);
+        let cancel_at = la.wait_for_cancel(Duration::from_secs(2)).await.unwrap();
+        assert!(
+            cancel_at.duration_since(la.invite_at) < Duration::from_millis(1500),
+            "CANCEL came only at the ring timeout"
+        );
+        assert_eq!(la.state(), LegState::Cancelled);
+        let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row.outcome.as_deref(), Some("abandoned"));
+        assert_eq!(row.hangup_by.as_deref(), Some("caller"));
+        assert!(row.volunteer.is_none() && row.connected_at.is_none());
+        assert_eq!(
+            summary(&attempts(&d, &c.call_id).await),
+            [att("alice", "cancelled", None)]
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volunteer_hanging_up_first_ends_the_callers_leg() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", answers()).await;
+        set_roster(&d, &[duty("alice", &a, &["health"])]);
+        let c = dial_station(&d, '2', CallOptions::default()).await;
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        la.wait_confirmed(LEG_WAIT).await.unwrap();
+        assert_audio_both_ways(&c, &la).await;
+        assert_eq!(la.hangup().await.unwrap(), 200);
+        c.call.wait_for_bye(Duration::from_secs(3)).await.unwrap();
+        let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row.outcome.as_deref(), Some("connected"));
+        assert_eq!(row.hangup_by.as_deref(), Some("volunteer"));
+    })
+    .await;
+}
+
+/// Screened Alice answers and hears the screen prompt; Bob answers if she does not accept.
+async fn screened(
+    d: &Daemon,
+    a: &VolunteerPhone,
+    b: &VolunteerPhone,
+) -> (Caller, Arc<common::volunteer::Leg>) {
+    set_roster(
+        d,
+        &[
+            OnDuty {
+                id: "alice",
+                phone: a,
+                screen: true,
+                stations: &["health"],
+            },
+            duty("bob", b, &["health"]),
+        ],
+    );
+    let c = dial_station(d, '2', CallOptions::default()).await;
+    let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+    la.wait_confirmed(LEG_WAIT).await.unwrap();
+    wait_hearing(
+        "screened volunteer",
+        || la.rtp_packets(),
+        3100.0,
+        la.invite_at,
+        5,
+        Duration::from_secs(2),
+    )
+    .await;
+    (c, la)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screened_volunteer_pressing_1_is_bridged() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", answers()).await;
+        let b = volunteer("bob", answers()).await;
+        let (c, la) = screened(&d, &a, &b).await;
+        la.send_dtmf_rfc4733('1', 100).await.unwrap();
+        assert_audio_both_ways(&c, &la).await;
+        assert!(b.legs().is_empty(), "Bob rung although Alice accepted");
+        assert!(!la.bye_received());
+        assert_eq!(
+            summary(&attempts(&d, &c.call_id).await),
+            [att("alice", "answered", Some(200))]
+        );
+        c.call.hangup().await.unwrap();
+        let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row.volunteer.as_deref(), Some("alice"));
+        assert_eq!(row.outcome.as_deref(), Some("connected"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screened_volunteer_pressing_1_by_sip_info_is_bridged() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", answers()).await;
+        let b = volunteer("bob", answers()).await;
+        let (c, la) = screened(&d, &a, &b).await;
+        assert_eq!(la.send_dtmf_info('1').await.unwrap(), 200);
+        assert_audio_both_ways(&c, &la).await;
+        assert!(b.legs().is_empty(), "Bob rung although Alice accepted");
+        c.call.hangup().await.unwrap();
+        let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row.volunteer.as_deref(), Some("alice"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screened_volunteer_pressing_another_key_is_hung_up_and_the_next_is_rung() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", answers()).await;
+        let b = volunteer("bob", answers()).await;
+        let (c, la) = screened(&d, &a, &b).await;
+        // The daemon may act on the key's first packet and hang up before the end packets
+        // are out, which stops our sending: not an error.
+        let _ = la.send_dtmf_rfc4733('9', 100).await;
+        la.wait_for_bye(Duration::from_secs(2)).await.unwrap();
+        let lb = b.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        lb.wait_confirmed(LEG_WAIT).await.unwrap();
+        assert_audio_both_ways(&c, &lb).await;
+        assert_eq!(
+            summary(&attempts(&d, &c.call_id).await),
+            [
+                att("alice", "no_answer", Some(200)),
+                att("bob", "answered", Some(200))
+            ]
+        );
+        c.call.hangup().await.unwrap();
+        let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row.volunteer.as_deref(), Some("bob"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screened_volunteer_pressing_nothing_is_hung_up_at_the_screen_timeout() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", answers()).await;
+        let b = volunteer("bob", answers()).await;
+        let (c, la) = screened(&d, &a, &b).await;
+        let answered = Instant::now();
+        let bye_at = la.wait_for_bye(Duration::from_secs(4)).await.unwrap();
+        let waited = bye_at.duration_since(answered);
+        assert!(
+            waited >= Duration::from_millis(1000),
+            "BYE after only {waited:?}; screen timeout is 2 s"
+        );
+        let lb = b.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        lb.wait_confirmed(LEG_WAIT).await.unwrap();
+        assert_eq!(
+            summary(&attempts(&d, &c.call_id).await),
+            [
+                att("alice", "no_answer", Some(200)),
+                att("bob", "answered", Some(200))
+            ]
+        );
+        c.call.hangup().await.unwrap();
+        d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_answering_takes_a_voicemail_until_the_caller_hangs_up() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = Daemon::start(PORTS, |cfg| {
+            short_timeouts(cfg);
+            cfg.forward.voicemail = true;
+        })
+        .await;
+        let a = volunteer("alice", Behaviour::NoAnswer).await;
+        set_roster(&d, &[duty("alice", &a, &["health"])]);
+        let c = dial_station(&d, '2', CallOptions::default()).await;
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        la.wait_for_cancel(LEG_WAIT).await.unwrap();
+        wait_for_prompt(&c.call, "beep", Duration::from_secs(3)).await;
+        let heard = prompt_names(&c.call.rtp_packets());
+        let n = heard.len();
+        assert_eq!(heard[n - 2..], ["all_busy", "beep"], "heard {heard:?}");
+        // The beep is 400 ms long; recording starts after it.
+        sleep(Duration::from_millis(500)).await;
+        c.call.play_tone(Some(CALLER_TONE)).unwrap();
+        sleep(Duration::from_secs(2)).await;
+        assert_eq!(c.call.hangup().await.unwrap(), 200);
+
+        let row = d.ended_record(&c.call_id, Duration::from_secs(5)).await;
+        assert_eq!(row.outcome.as_deref(), Some("voicemail"));
+        assert_eq!(row.hangup_by.as_deref(), Some("caller"));
+        let path = row.voicemail.expect("no voicemail path in the row");
+        let mut wav = hound::WavReader::open(&path).unwrap();
+        let spec = wav.spec();
+        assert_eq!((spec.sample_rate, spec.channels), (8000, 1), "{spec:?}");
+        let pcm: Vec<i16> = wav.samples::<i16>().map(|s| s.unwrap()).collect();
+        let secs = pcm.len() as f64 / 8000.0;
+        assert!((1.6..=2.6).contains(&secs), "voicemail is {secs:.2} s long");
+        let share = dominant_energy(&pcm, CALLER_TONE);
+        assert!(
+            share > 0.8,
+            "only {share:.2} of the message's energy at 1000 Hz"
+        );
+        let toned = pcm
+            .chunks(160)
+            .filter(|f| rms(f) > 500.0 && dominant_energy(f, CALLER_TONE) > 0.6)
+            .count();
+        assert!(
+            toned >= 80,
+            "only {toned} frames (20 ms) of the tone recorded"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_reload_reaches_the_new_volunteer_without_touching_a_bridged_call() {
+    let _g = SERIAL.lock().await;
+    bounded(Duration::from_secs(60), async {
+        let d = daemon().await;
+        let a = volunteer("alice", answers()).await;
+        let b = volunteer("bob", answers()).await;
+        set_roster(&d, &[duty("alice", &a, &["health"])]);
+        let c1 = dial_station(&d, '2', CallOptions::default()).await;
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        la.wait_confirmed(LEG_WAIT).await.unwrap();
+        assert_audio_both_ways(&c1, &la).await;
+
+        set_roster(&d, &[duty("alice", &a, &[]), duty("bob", &b, &["health"])]);
+        assert_eq!(on_duty(&d, "health"), ["bob"]);
+        let c2 = dial_station(&d, '2', CallOptions::default()).await;
+        let lb = b.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        lb.wait_confirmed(LEG_WAIT).await.unwrap();
+        assert_audio_both_ways(&c2, &lb).await;
+        assert_eq!(
+            a.legs().len(),
+            1,
+            "Alice rung again after leaving the roster"
+        );
+
+        // Call 1 is untouched: audio still flows both ways.
+        let since = Instant::now();
+        wait_hearing(
+            "Alice",
+            || la.rtp_packets(),
+            CALLER_TONE,
+            since,
+            25,
+            Duration::from_secs(3),
+        )
+        .await;
+        wait_hearing(
+            "caller 1",
+            || c1.call.rtp_packets(),
+            VOLUNTEER_TONE,
+            since,
+            25,
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(!la.bye_received() && !c1.call.bye_received());
+
+        // A roster naming an unknown station is rejected; the last good one stays.
+        let bad = roster_text(&[duty("bob", &b, &["nowhere"])]);
+        std::fs::write(d.tmp.path().join("roster.toml"), bad).unwrap();
+        d.server().reload_roster();
+        assert_eq!(on_duty(&d, "health"), ["bob"]);
+        // Bob is free again once call 2 ends.
+        c2.call.hangup().await.unwrap();
+        d.ended_record(&c2.call_id, Duration::from_secs(3)).await;
+        // The file watcher sees the bad file too (about 2 s): it must not win either.
+        sleep(Duration::from_millis(2500)).await;
+        assert_eq!(on_duty(&d, "health"), ["bob"]);
+        let c3 = dial_station(&d, '2', CallOptions::default()).await;
+        let lb3 = b.wait_for_leg(2, LEG_WAIT).await.unwrap();
+        lb3.wait_confirmed(LEG_WAIT).await.unwrap();
+        let row3 = connected_record(&d, &c3.call_id).await;
+        assert_eq!(row3.volunteer.as_deref(), Some("bob"));
+
+        c3.call.hangup().await.unwrap();
+        c1.call.hangup().await.unwrap();
+        la.wait_for_bye(Duration::from_secs(3)).await.unwrap();
+        let row1 = d.ended_record(&c1.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row1.volunteer.as_deref(), Some("alice"));
+        assert_eq!(row1.outcome.as_deref(), Some("connected"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volunteer_on_a_call_is_skipped_at_their_other_station() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", answers()).await;
+        let b = volunteer("bob", answers()).await;
+        set_roster(
+            &d,
+            &[
+                duty("alice", &a, &["health", "desk"]),
+                duty("bob", &b, &["desk"]),
+            ],
+        );
+        assert_eq!(on_duty(&d, "desk"), ["alice", "bob"]);
+        let c1 = dial_station(&d, '2', CallOptions::default()).await;
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        la.wait_confirmed(LEG_WAIT).await.unwrap();
+
+        let c2 = dial_station(&d, '0', CallOptions::default()).await;
+        let lb = b.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        lb.wait_confirmed(LEG_WAIT).await.unwrap();
+        assert_eq!(a.legs().len(), 1, "Alice rung while on call 1");
+        assert_eq!(
+            summary(&attempts(&d, &c2.call_id).await),
+            [att("bob", "answered", Some(200))]
+        );
+        c2.call.hangup().await.unwrap();
+        c1.call.hangup().await.unwrap();
+        d.ended_record(&c1.call_id, Duration::from_secs(3)).await;
+        d.ended_record(&c2.call_id, Duration::from_secs(3)).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pcma_caller_and_pcmu_volunteer_hear_each_other_through_transcoding() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", answers()).await;
+        a.set_codec(0);
+        set_roster(&d, &[duty("alice", &a, &["health"])]);
+        let opts = CallOptions {
+            codecs: vec![8, 101],
+            ..CallOptions::default()
+        };
+        let c = dial_station(&d, '2', opts).await;
+        assert_eq!(c.call.payload_type, Some(8));
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        la.wait_confirmed(LEG_WAIT).await.unwrap();
+        let since = Instant::now();
+        assert_audio_both_ways(&c, &la).await;
+        let pts = |p: Vec<RtpPacket>| -> Vec<u8> {
+            let mut v: Vec<u8> = p
+                .iter()
+                .filter(|x| x.arrival >= since)
+                .map(|x| x.pt)
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        assert_eq!(pts(la.rtp_packets()), [0], "volunteer must get PCMU");
+        assert_eq!(pts(c.call.rtp_packets()), [8], "caller must get PCMA");
+        c.call.hangup().await.unwrap();
+        d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_to_the_same_host_is_followed_once() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let b = volunteer("bob", answers()).await;
+        let a = volunteer("alice", Behaviour::Redirect(b.uri())).await;
+        set_roster(&d, &[duty("alice", &a, &["health"])]);
+        let c = dial_station(&d, '2', CallOptions::default()).await;
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        let lb = b.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        assert_eq!(lb.request_uri(), b.uri());
+        assert_eq!(lb.caller_display_name().as_deref(), Some(CALLER));
+        lb.wait_confirmed(LEG_WAIT).await.unwrap();
+        assert!(la.final_acked(), "the daemon never ACKed our 302");
+        assert_audio_both_ways(&c, &lb).await;
+        let rows = attempts(&d, &c.call_id).await;
+        // Following a redirect is the same attempt at the same volunteer.
+        assert_eq!(summary(&rows), [att("alice", "answered", Some(200))]);
+        c.call.hangup().await.unwrap();
+        lb.wait_for_bye(Duration::from_secs(3)).await.unwrap();
+        let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row.volunteer.as_deref(), Some("alice"));
+        assert_eq!(row.outcome.as_deref(), Some("connected"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_to_another_host_is_refused_and_the_next_volunteer_rung() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", Behaviour::Redirect("sip:x@192.0.2.1".into())).await;
+        let b = volunteer("bob", answers()).await;
+        set_roster(
+            &d,
+            &[duty("alice", &a, &["health"]), duty("bob", &b, &["health"])],
+        );
+        let c = dial_station(&d, '2', CallOptions::default()).await;
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        let lb = b.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        let gap = lb.invite_at.duration_since(la.invite_at);
+        assert!(gap < Duration::from_secs(1), "Bob rung {gap:?} after Alice");
+        lb.wait_confirmed(LEG_WAIT).await.unwrap();
+        let rows = attempts(&d, &c.call_id).await;
+        assert!(
+            rows.iter()
+                .all(|r| !r.target.as_deref().unwrap_or("").contains("192.0.2.1")),
+            "the daemon dialled the redirect target: {rows:?}"
+        );
+        assert_eq!(
+            summary(&rows),
+            [
+                att("alice", "failed", Some(302)),
+                att("bob", "answered", Some(200))
+            ]
+        );
+        c.call.hangup().await.unwrap();
+        d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_media_from_the_volunteer_replaces_ringback_until_they_answer() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer(
+            "alice",
+            Behaviour::EarlyMedia {
+                tone_hz: 1400.0,
+                answer_after: Some(Duration::from_millis(1500)),
+            },
+        )
+        .await;
+        set_roster(&d, &[duty("alice", &a, &["health"])]);
+        let c = dial_station(&d, '2', CallOptions::default()).await;
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        wait_hearing(
+            "caller",
+            || c.call.rtp_packets(),
+            1400.0,
+            la.invite_at,
+            20,
+            Duration::from_secs(2),
+        )
+        .await;
+        la.wait_confirmed(LEG_WAIT).await.unwrap();
+        assert_audio_both_ways(&c, &la).await;
+        c.call.hangup().await.unwrap();
+        let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row.outcome.as_deref(), Some("connected"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_crossing_the_ring_timeout_cancel_is_acked_and_hung_up() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", Behaviour::AnswerWhenCancelled).await;
+        let b = volunteer("bob", answers()).await;
+        set_roster(
+            &d,
+            &[duty("alice", &a, &["health"]), duty("bob", &b, &["health"])],
+        );
+        let c = dial_station(&d, '2', CallOptions::default()).await;
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        la.wait_for_cancel(LEG_WAIT).await.unwrap();
+        // Alice's 200 came too late: the daemon must ACK it and hang up her leg.
+        la.wait_confirmed(Duration::from_secs(3)).await.unwrap();
+        la.wait_for_bye(Duration::from_secs(3)).await.unwrap();
+        assert!(la.final_acked(), "Alice's 200 was never ACKed");
+        let lb = b.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        lb.wait_confirmed(LEG_WAIT).await.unwrap();
+        assert_audio_both_ways(&c, &lb).await;
+        assert_eq!(
+            summary(&attempts(&d, &c.call_id).await),
+            [
+                att("alice", "no_answer", None),
+                att("bob", "answered", Some(200))
+            ]
+        );
+        c.call.hangup().await.unwrap();
+        let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row.volunteer.as_deref(), Some("bob"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_hanging_up_during_screening_hangs_up_the_volunteer() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", answers()).await;
+        let b = volunteer("bob", answers()).await;
+        let (c, la) = screened(&d, &a, &b).await;
+        assert_eq!(c.call.hangup().await.unwrap(), 200);
+        la.wait_for_bye(Duration::from_secs(2)).await.unwrap();
+        let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row.outcome.as_deref(), Some("abandoned"));
+        assert_eq!(row.hangup_by.as_deref(), Some("caller"));
+        assert!(row.volunteer.is_none() && row.connected_at.is_none());
+        assert_eq!(
+            summary(&attempts(&d, &c.call_id).await),
+            [att("alice", "cancelled", Some(200))]
+        );
+        sleep(Duration::from_millis(500)).await;
+        assert!(b.legs().is_empty(), "Bob rung for a caller who had left");
+    })
+    .await;
+}
