@@ -375,6 +375,7 @@ impl Server {
         }
         let stats = &self.ctx.clock.stats;
         info!(
+            ticks = stats.ticks.load(Ordering::Relaxed),
             packets = stats.packets.load(Ordering::Relaxed),
             late_ticks = stats.late_ticks.load(Ordering::Relaxed),
             max_delay_us = stats.max_delay_us.load(Ordering::Relaxed),
