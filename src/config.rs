@@ -825,7 +825,7 @@ fn toml_error(e: &toml::de::Error, text: &str, source: &Path) -> ConfigError {
 
 /// Rewrites serde's "invalid type: string \"six\", expected X" as
 /// "expected X, found \"six\"", which reads better after the key name.
-fn friendly(message: &str) -> String {
+pub(crate) fn friendly(message: &str) -> String {
     let message = message.trim();
     for prefix in ["invalid type: ", "invalid value: "] {
         if let Some(rest) = message.strip_prefix(prefix) {
@@ -842,7 +842,7 @@ fn friendly(message: &str) -> String {
 }
 
 /// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     text.as_bytes()[..end]
         .iter()
@@ -854,7 +854,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// Best-effort `[table] key` for an error span: the key on the span's line, or the
 /// spanned text itself when the span is the key (unknown keys), under the nearest
 /// table header above.
-fn field_at(text: &str, span: Range<usize>) -> Option<String> {
+pub(crate) fn field_at(text: &str, span: Range<usize>) -> Option<String> {
     let mut start = span.start.min(text.len());
     while !text.is_char_boundary(start) {
         start -= 1;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::{Spanned, Value};
 
 use super::{Fallback, Override, Phone, Roster, Shift, TimeOfDay, Volunteer, DEFAULT_TIMEZONE};
-use crate::config::{ConfigError, ConfigErrors, Station};
+use crate::config::{field_at, friendly, line_of, ConfigError, ConfigErrors, Station};
 
 impl Roster {
     /// Reads and validates a roster file against the configured stations.
@@ -646,58 +646,6 @@ fn absolute_minutes(o: &Override) -> Range<i64> {
     let (start, end) = (i64::from(o.start.minutes()), i64::from(o.end.minutes()));
     let end = if start < end { end } else { end + 1440 };
     day + start..day + end
-}
-
-/// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
-/// Best-effort `[[table]] key` for a toml error span: the key on that line, under
-/// the nearest table header above.
-fn field_at(text: &str, span: Range<usize>) -> Option<String> {
-    let mut start = span.start.min(text.len());
-    while !text.is_char_boundary(start) {
-        start -= 1;
-    }
-    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    let line = text[line_start..line_end].trim();
-    if line.starts_with('[') {
-        return Some(line.split('#').next().unwrap_or(line).trim().to_string());
-    }
-    let key = line.split_once('=').map(|(k, _)| k.trim()).unwrap_or("");
-    let table = text[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.split('#').next().unwrap_or(l).trim());
-    match (table, key.is_empty()) {
-        (Some(t), false) => Some(format!("{t} {key}")),
-        (Some(t), true) => Some(t.to_string()),
-        (None, false) => Some(key.to_string()),
-        (None, true) => None,
-    }
-}
-
-/// "invalid type: string \"x\", expected Y" -> "expected Y, found \"x\"".
-fn friendly(message: &str) -> String {
-    let message = message.trim();
-    for prefix in ["invalid type: ", "invalid value: "] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            if let Some((found, expected)) = rest.split_once(", expected ") {
-                let found = found.strip_prefix("string ").unwrap_or(found);
-                return format!("expected {expected}, found {found}");
-            }
-        }
-    }
-    message.to_string()
 }
 
 #[cfg(test)]
