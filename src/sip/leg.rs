@@ -9,16 +9,14 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use rsipstack::dialog::dialog::{
-    DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle,
-};
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Request, StatusCode};
 
-use crate::media::dtmf;
-use crate::sip::sdp::{self, Direction, Negotiated};
+use crate::sip::in_dialog::{self, InDialog, SdpState};
+use crate::sip::sdp::{Direction, Negotiated};
 
 /// Something that happened on the caller's leg.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,18 +52,11 @@ pub struct InboundLeg {
     pub offer_sdp: Option<String>,
     dialog: InviteDialog,
     dialogs: Arc<DialogLayer>,
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Mutex<SdpState>>,
     events: mpsc::Receiver<PumpEvent>,
     pump: JoinHandle<()>,
     confirmed: bool,
     ended: bool,
-}
-
-/// What the pump and the call share: the SDP we answer re-INVITEs with.
-#[derive(Default)]
-struct Shared {
-    local: Option<LocalMedia>,
-    negotiated: Option<Negotiated>,
 }
 
 /// The pump's output: leg events, plus the ACK that confirms the dialog.
@@ -108,7 +99,7 @@ impl InboundLeg {
         req: &Request,
     ) -> Self {
         let body = String::from_utf8_lossy(req.body()).to_string();
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Arc::new(Mutex::new(SdpState::default()));
         let (tx, events) = mpsc::channel(16);
         let pump = tokio::spawn(pump(dialog.clone(), states, shared.clone(), tx));
         InboundLeg {
@@ -230,7 +221,7 @@ pub fn sending_allowed(n: &Negotiated) -> bool {
 async fn pump(
     dialog: InviteDialog,
     mut states: DialogStateReceiver,
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Mutex<SdpState>>,
     tx: mpsc::Sender<PumpEvent>,
 ) {
     while let Some(state) = states.recv().await {
@@ -243,34 +234,13 @@ async fn pump(
                 Some(PumpEvent::Confirmed(ack_body))
             }
             DialogState::Terminated(_, reason) => Some(PumpEvent::Leg(terminated(reason))),
-            DialogState::Info(_, req, handle) => {
-                let ctype = content_type(&req);
-                match dtmf::parse_info_body(&ctype, req.body()) {
-                    Some(key) => {
-                        let _ = handle.reply(StatusCode::OK).await;
-                        Some(PumpEvent::Leg(LegEvent::Dtmf(key)))
-                    }
-                    None => {
-                        let _ = handle.reply(StatusCode::UnsupportedMediaType).await;
-                        None
-                    }
+            other => match in_dialog::answer(other, &shared).await {
+                Ok(Some(InDialog::Dtmf(key))) => Some(PumpEvent::Leg(LegEvent::Dtmf(key))),
+                Ok(Some(InDialog::MediaChanged(n))) => {
+                    Some(PumpEvent::Leg(LegEvent::MediaChanged(n)))
                 }
-            }
-            DialogState::Updated(_, req, handle) => answer_reinvite(&shared, &req, handle)
-                .await
-                .map(PumpEvent::Leg),
-            DialogState::Options(_, _, handle) => {
-                let _ = handle.reply(StatusCode::OK).await;
-                None
-            }
-            DialogState::Notify(_, _, handle)
-            | DialogState::Refer(_, _, handle)
-            | DialogState::Message(_, _, handle)
-            | DialogState::Publish(_, _, handle) => {
-                let _ = handle.reply(StatusCode::MethodNotAllowed).await;
-                None
-            }
-            _ => None,
+                Ok(None) | Err(_) => None,
+            },
         };
         if let Some(ev) = ev {
             let last = matches!(ev, PumpEvent::Leg(LegEvent::HungUp | LegEvent::Failed(_)));
@@ -279,71 +249,6 @@ async fn pump(
             }
         }
     }
-}
-
-fn content_type(req: &Request) -> String {
-    req.headers
-        .iter()
-        .find_map(|h| match h {
-            Header::ContentType(c) => Some(c.value().to_string()),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
-/// A re-INVITE (hold, new address) or UPDATE: answer it from the same port and
-/// codec, with the SDP version bumped (RFC 3264 §8).
-async fn answer_reinvite(
-    shared: &Mutex<Shared>,
-    req: &Request,
-    handle: TransactionHandle,
-) -> Option<LegEvent> {
-    let body = String::from_utf8_lossy(req.body()).to_string();
-    let offer =
-        (!body.trim().is_empty()).then(|| sdp::parse(&body).and_then(|o| sdp::negotiate(&o)));
-    let (reply, event) = {
-        let Ok(mut s) = shared.lock() else {
-            return None;
-        };
-        let Shared { local, negotiated } = &mut *s;
-        match (local.as_mut(), *negotiated, offer) {
-            (Some(local), Some(current), None) => {
-                // No offer: ours goes in the 200, and the media stays as it is.
-                local.version += 1;
-                let sdp = sdp::answer(
-                    local.ip,
-                    local.port,
-                    &current,
-                    local.session_id,
-                    local.version,
-                );
-                (Ok(sdp), None)
-            }
-            (Some(local), Some(_), Some(Ok(n))) => {
-                local.version += 1;
-                let sdp = sdp::answer(local.ip, local.port, &n, local.session_id, local.version);
-                *negotiated = Some(n);
-                (Ok(sdp), Some(LegEvent::MediaChanged(n)))
-            }
-            (Some(_), Some(_), Some(Err(e))) => {
-                tracing::info!("re-INVITE offer refused: {e}");
-                (Err(StatusCode::NotAcceptableHere), None)
-            }
-            _ => (Err(StatusCode::ServiceUnavailable), None),
-        }
-    };
-    match reply {
-        Ok(sdp) => {
-            let headers = vec![Header::ContentType("application/sdp".into())];
-            let _ = handle
-                .respond(StatusCode::OK, Some(headers), Some(sdp.into_bytes()))
-                .await;
-        }
-        Err(status) => {
-            let _ = handle.reply(status).await;
-        }
-    }
-    event
 }
 
 fn terminated(reason: TerminatedReason) -> LegEvent {

@@ -6,6 +6,7 @@
 
 pub mod digest;
 pub mod guard;
+pub mod in_dialog;
 pub mod leg;
 pub mod outbound;
 pub mod register;

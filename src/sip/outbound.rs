@@ -13,14 +13,14 @@ use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
-use rsipstack::sip::{Header, StatusCode, StatusCodeKind, Uri};
+use rsipstack::sip::{StatusCode, StatusCodeKind, Uri};
 use rsipstack::transport::SipAddr;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::media::dtmf;
+use crate::sip::in_dialog::{self, InDialog, SdpState};
 use crate::sip::leg::LocalMedia;
-use crate::sip::sdp::{self, Negotiated};
+use crate::sip::sdp::Negotiated;
 
 /// What happened on the volunteer's leg.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,7 +127,10 @@ impl OutboundLeg {
             .map_err(|e| format!("cannot send INVITE to {}: {e}", d.target))?;
         let call_id = dialog.id().call_id.clone();
         let (tx, events) = mpsc::channel(16);
-        let shared = Arc::new(Mutex::new((d.local, None::<Negotiated>)));
+        let shared = Arc::new(Mutex::new(SdpState {
+            local: Some(d.local),
+            negotiated: None,
+        }));
         let pump = tokio::spawn(async move {
             let mut join = Some(join);
             let mut answered = false;
@@ -220,11 +223,7 @@ impl OutboundLeg {
     }
 }
 
-async fn on_state(
-    state: DialogState,
-    answered: bool,
-    shared: &Mutex<(LocalMedia, Option<Negotiated>)>,
-) -> Option<OutEvent> {
+async fn on_state(state: DialogState, answered: bool, sdp: &Mutex<SdpState>) -> Option<OutEvent> {
     match state {
         DialogState::Early(_, resp) => {
             let body = String::from_utf8_lossy(resp.body()).to_string();
@@ -240,74 +239,11 @@ async fn on_state(
                 "volunteer's leg ended: {other:?}"
             ))),
         },
-        DialogState::Info(_, req, handle) => {
-            let ctype = req
-                .headers
-                .iter()
-                .find_map(|h| match h {
-                    Header::ContentType(c) => Some(c.value().to_string()),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            match dtmf::parse_info_body(&ctype, req.body()) {
-                Some(k) => {
-                    let _ = handle.reply(StatusCode::OK).await;
-                    Some(OutEvent::Dtmf(k))
-                }
-                None => {
-                    let _ = handle.reply(StatusCode::UnsupportedMediaType).await;
-                    None
-                }
-            }
-        }
-        DialogState::Updated(_, req, handle) => {
-            let body = String::from_utf8_lossy(req.body()).to_string();
-            let offer = sdp::parse(&body).and_then(|o| sdp::negotiate(&o));
-            let reply = {
-                let Ok(mut s) = shared.lock() else {
-                    return None;
-                };
-                let (local, neg) = &mut *s;
-                local.version += 1;
-                match offer {
-                    Ok(n) => {
-                        let answer =
-                            sdp::answer(local.ip, local.port, &n, local.session_id, local.version);
-                        *neg = Some(n);
-                        Ok((answer, Some(n)))
-                    }
-                    Err(_) if body.trim().is_empty() => match *neg {
-                        Some(n) => Ok((
-                            sdp::answer(local.ip, local.port, &n, local.session_id, local.version),
-                            None,
-                        )),
-                        None => Ok((
-                            sdp::offer(local.ip, local.port, local.session_id, local.version),
-                            None,
-                        )),
-                    },
-                    Err(_) => Err(()),
-                }
-            };
-            match reply {
-                Ok((sdp, changed)) => {
-                    let headers = vec![Header::ContentType("application/sdp".into())];
-                    let _ = handle
-                        .respond(StatusCode::OK, Some(headers), Some(sdp.into_bytes()))
-                        .await;
-                    changed.map(OutEvent::MediaChanged)
-                }
-                Err(()) => {
-                    let _ = handle.reply(StatusCode::NotAcceptableHere).await;
-                    None
-                }
-            }
-        }
-        DialogState::Options(_, _, handle) => {
-            let _ = handle.reply(StatusCode::OK).await;
-            None
-        }
-        _ => None,
+        other => match in_dialog::answer(other, sdp).await {
+            Ok(Some(InDialog::Dtmf(k))) => Some(OutEvent::Dtmf(k)),
+            Ok(Some(InDialog::MediaChanged(n))) => Some(OutEvent::MediaChanged(n)),
+            Ok(None) | Err(_) => None,
+        },
     }
 }
 
