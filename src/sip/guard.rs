@@ -436,6 +436,13 @@ Content-Length: 4\r\n\r\nv=0\n";
         }
     }
 
+    fn fuzz_cases() -> u32 {
+        std::env::var("HOTLINE_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000)
+    }
+
     fn mutate(base: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
         let mut v = base.to_vec();
         for &(pos, op, byte) in edits {
@@ -457,7 +464,8 @@ Content-Length: 4\r\n\r\nv=0\n";
     proptest! {
         // The parser entry point over mutated real messages: never a panic, and any
         // 400 we produce is itself parseable SIP.
-        #![proptest_config(ProptestConfig { cases: 20_000, .. ProptestConfig::default() })]
+        // HOTLINE_FUZZ_CASES=1000000 cargo test --lib sip::guard for a long run.
+        #![proptest_config(ProptestConfig { cases: fuzz_cases(), .. ProptestConfig::default() })]
         #[test]
         fn mutated_messages_never_panic(edits in proptest::collection::vec((0usize..2000, 0u8..3, any::<u8>()), 0..12)) {
             let input = mutate(INVITE.as_bytes(), &edits);
