@@ -164,3 +164,33 @@ fn report_and_calls_work_on_an_empty_store() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
 }
+
+#[test]
+fn check_names_a_missing_prompt_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prompts = tmp.path().join("prompts");
+    std::fs::create_dir_all(prompts.join("zh")).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/zh");
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n != "menu.wav") {
+            std::fs::copy(&path, prompts.join("zh").join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let cfg = write_config(tmp.path(), "");
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap().replace(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("prompts")
+            .display()
+            .to_string(),
+        &prompts.display().to_string(),
+    );
+    std::fs::write(&cfg, text_cfg).unwrap();
+    let out = hotline(&["check", "--config", &cfg]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("zh/menu.wav"),
+        "the error must name the missing file: {t}"
+    );
+}
