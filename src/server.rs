@@ -197,11 +197,6 @@ impl Server {
         self.calls.len()
     }
 
-    /// The shared media clock's figures.
-    pub fn clock(&self) -> &MediaClock {
-        &self.ctx.clock
-    }
-
     /// One new server transaction: route it by method and dialog.
     async fn handle(&self, mut tx: Transaction) {
         let req = &tx.original;

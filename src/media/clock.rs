@@ -123,10 +123,6 @@ impl StreamTx {
         }
     }
 
-    pub fn is_playing(&self) -> bool {
-        self.playing.is_some()
-    }
-
     /// One 20 ms tick: send the next frame, or let the timestamp run on in silence.
     fn tick(&mut self, buf: &mut [u8]) -> bool {
         let samples = SAMPLES_PER_FRAME as u32;
@@ -245,13 +241,6 @@ impl MediaClock {
             phase,
             streams: Arc::downgrade(&self.streams),
         }
-    }
-
-    pub fn active_streams(&self) -> usize {
-        self.streams
-            .lock()
-            .map(|s| s.iter().map(Vec::len).sum())
-            .unwrap_or(0)
     }
 }
 

@@ -314,12 +314,6 @@ impl MediaSession {
         self.playing = None;
     }
 
-    /// Play a prompt to its end (no barge-in), e.g. a confirmation.
-    pub async fn play_to_end(&mut self, prompt: Arc<Prompt>) {
-        self.play(prompt);
-        wait_playback(&mut self.playing).await;
-    }
-
     /// The next thing from the media path: a key, the RTP timeout, or the end of the
     /// prompt that was playing. Cancel-safe, so it can sit in a `select!`.
     pub async fn next(&mut self) -> MediaInput {
