@@ -214,6 +214,18 @@ fn check(path: &Path) -> ExitCode {
                 for gap in roster.gaps(&config.stations) {
                     println!("warning: {}: {gap}", roster_file.display());
                 }
+                let numbers: Vec<&str> = roster
+                    .volunteers
+                    .iter()
+                    .filter(|v| matches!(v.phone, hotline::roster::Phone::Number(_)))
+                    .map(|v| v.id.as_str())
+                    .collect();
+                if config.trunk.is_none() && !numbers.is_empty() {
+                    println!(
+                        "warning: volunteers {} have phone numbers but no [trunk] is configured: they cannot be called",
+                        numbers.join(", ")
+                    );
+                }
                 println!(
                     "{}: OK ({} volunteers, {} shifts)",
                     roster_file.display(),
@@ -231,22 +243,6 @@ fn check(path: &Path) -> ExitCode {
             "warning: {}: no roster file; nobody is on duty and calls go to voicemail",
             roster_file.display()
         );
-    }
-    if config.trunk.is_none() {
-        if let Ok(roster) = Roster::load(roster_file, &config.stations) {
-            let numbers: Vec<&str> = roster
-                .volunteers
-                .iter()
-                .filter(|v| matches!(v.phone, hotline::roster::Phone::Number(_)))
-                .map(|v| v.id.as_str())
-                .collect();
-            if !numbers.is_empty() {
-                println!(
-                    "warning: volunteers {} have phone numbers but no [trunk] is configured: they cannot be called",
-                    numbers.join(", ")
-                );
-            }
-        }
     }
     println!(
         "{}: OK ({} stations, {} prompts in {})",

@@ -261,9 +261,9 @@ impl Server {
         let call_id = tx
             .original
             .call_id_header()
-            .map(|c| c.to_string())
+            .map(|c| c.value().to_string())
             .unwrap_or_default();
-        let span = tracing::info_span!("call", call_id = %call_id.trim_start_matches("Call-ID: "));
+        let span = tracing::info_span!("call", call_id = %call_id);
         async move {
             if self.draining.load(Ordering::Relaxed) {
                 info!("refusing a new call: the daemon is shutting down");

@@ -75,15 +75,9 @@ impl Call {
                 info!(volunteer = %v.id, "skipping a volunteer who is on another call");
                 continue;
             }
-            let uri = match &v.phone {
-                Phone::Uri(u) => u.clone(),
-                Phone::Number(n) => match &self.ctx.trunk {
-                    Some(t) => format!("sip:{n}@{}", t.domain),
-                    None => {
-                        warn!(volunteer = %v.id, "volunteer has a phone number but no [trunk] is configured; skipping");
-                        continue;
-                    }
-                },
+            let Some(uri) = self.ctx.dial_uri(&v.phone) else {
+                warn!(volunteer = %v.id, "volunteer has a phone number but no [trunk] is configured; skipping");
+                continue;
             };
             out.push(Target {
                 volunteer_id: v.id.clone(),
@@ -147,7 +141,7 @@ impl Call {
                 match action {
                     HuntAction::Dial {
                         attempt,
-                        target_index,
+                        target_index: _,
                         uri,
                     } => {
                         let volunteer = hunt
@@ -161,7 +155,6 @@ impl Call {
                             busy: self.ctx.busy.clone(),
                             id: volunteer.clone(),
                         });
-                        let _ = target_index;
                         self.ctx.store.record(CallEvent::AttemptStarted {
                             call_id: self.leg.call_id.clone(),
                             attempt_no: attempt,

@@ -53,14 +53,19 @@ pub struct CallContext {
 }
 
 impl CallContext {
+    /// The URI we dial for a roster phone: a SIP URI as written, a number through
+    /// the trunk's domain; None for a number when no trunk is configured.
+    pub fn dial_uri(&self, phone: &Phone) -> Option<String> {
+        match (phone, &self.trunk) {
+            (Phone::Number(_), None) => None,
+            (_, trunk) => Some(phone.sip_uri(trunk.as_ref().map_or("", |t| t.domain.as_str()))),
+        }
+    }
+
     /// The URI the roster gives for a volunteer, as we dial it.
     pub fn roster_uri_of(&self, volunteer: &str) -> Option<String> {
         let roster = self.roster.current();
-        let v = roster.volunteer(volunteer)?;
-        match &v.phone {
-            Phone::Uri(u) => Some(u.clone()),
-            Phone::Number(n) => self.trunk.as_ref().map(|t| format!("sip:{n}@{}", t.domain)),
-        }
+        self.dial_uri(&roster.volunteer(volunteer)?.phone)
     }
 }
 
