@@ -245,17 +245,26 @@ pub struct Heard {
 }
 
 /// The prompts heard, in order: consecutive frames of the same prompt make one run; a
-/// silent frame or a gap of more than 60 ms in arrival ends a run (so a menu played
-/// twice with silence between shows twice). Frames that are no prompt are dropped.
+/// silent frame, a change of SSRC, or a gap of more than 60 ms of *media time* (the RTP
+/// timestamp; a silent stream only advances it) ends a run, so a menu played twice
+/// with silence between shows twice. Frames that are no prompt are dropped.
+///
+/// Runs are cut by RTP timestamps, not by arrival times: on a loaded machine the
+/// frames of one prompt (sequence +1, timestamp +160 each) can arrive, or be read by
+/// this process, 100 ms or more apart, and cutting on that made one prompt look like
+/// several (issue 11 item 8).
 pub fn prompts_heard(packets: &[RtpPacket]) -> Vec<Heard> {
+    /// 60 ms at 8 kHz.
+    const MAX_GAP_SAMPLES: u32 = 480;
     let mut out: Vec<Heard> = Vec::new();
-    let mut prev: Option<(&'static str, Instant)> = None;
+    let mut prev: Option<(&'static str, u32, u32)> = None;
     for p in packets.iter().filter(|p| p.pt == 0 || p.pt == 8) {
         let label = classify_frame(&decode(p.pt, &p.payload));
         match label {
             Some(l) if l != "?" => {
-                let continues = matches!(prev, Some((pl, at)) if pl == l
-                    && p.arrival.duration_since(at) <= Duration::from_millis(60));
+                let continues = matches!(prev, Some((pl, ssrc, ts)) if pl == l
+                    && ssrc == p.ssrc
+                    && (1..=MAX_GAP_SAMPLES).contains(&p.ts.wrapping_sub(ts)));
                 if continues {
                     let h = out.last_mut().unwrap();
                     h.frames += 1;
@@ -268,7 +277,7 @@ pub fn prompts_heard(packets: &[RtpPacket]) -> Vec<Heard> {
                         last: p.arrival,
                     });
                 }
-                prev = Some((l, p.arrival));
+                prev = Some((l, p.ssrc, p.ts));
             }
             _ => prev = None,
         }
