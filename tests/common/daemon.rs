@@ -6,11 +6,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use hotline::config::Config;
-use hotline::server::{Running, Server};
+use hotline::server::Server;
 use hotline::store::CallRow;
 use tempfile::TempDir;
 use tokio::time::{sleep, timeout, Instant};
@@ -135,7 +135,7 @@ pub fn test_config(tmp: &Path, prompts_dir: &Path, rtp_ports: (u16, u16)) -> Con
 
 /// A running daemon and the temporary folder holding its database and prompts.
 pub struct Daemon {
-    pub running: Running,
+    pub server: Arc<Server>,
     pub addr: SocketAddr,
     pub tmp: TempDir,
 }
@@ -156,16 +156,16 @@ impl Daemon {
         let prompts = write_short_prompts(&tmp.path().join("prompts"), len);
         let mut cfg = test_config(tmp.path(), &prompts, rtp_ports);
         tweak(&mut cfg);
-        let running = timeout(Duration::from_secs(20), Server::start(&cfg))
+        let server = timeout(Duration::from_secs(20), Server::start(&cfg))
             .await
             .expect("daemon start timed out")
             .expect("daemon start failed");
-        let addr = running.server.local_addr();
-        Daemon { running, addr, tmp }
+        let addr = server.local_addr();
+        Daemon { server, addr, tmp }
     }
 
     pub fn server(&self) -> &Server {
-        &self.running.server
+        &self.server
     }
 
     /// The call's record after flushing the write queue.
