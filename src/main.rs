@@ -151,10 +151,9 @@ async fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    wait_for_signal(&running.server).await;
+    wait_for_signal(&running).await;
     info!("stop requested: refusing new calls and letting calls in progress finish");
     running
-        .server
         .shutdown(Duration::from_secs(config.daemon.drain_timeout_s))
         .await;
     info!("stopped");

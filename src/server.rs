@@ -14,14 +14,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::call::{flow, required_prompts, CallContext};
+use crate::call::busy::BusyRegistry;
+use crate::call::{flow, required_prompts, CallContext, CallServices, CallSettings};
 use crate::config::Config;
 use crate::media::clock::MediaClock;
-use crate::media::prompts::PromptSet;
+use crate::media::prompts::{Prompt, PromptSet};
 use crate::media::session::PortPool;
 use crate::roster::{Roster, RosterHandle};
-use crate::sip::leg::{dialed_of, InboundLeg};
-use crate::sip::sdp;
+use crate::sip::accept::{self, reply};
+use crate::sip::outbound::Dialer;
 use crate::sip::stack::{SipStack, ALLOWED};
 use crate::store::Store;
 
@@ -42,8 +43,19 @@ pub enum StartError {
 
 /// The roster at start: a missing file means nobody on duty yet (the daemon still
 /// answers and takes voicemail); a bad file stops the start, naming file and line.
-fn load_roster(config: &Config) -> Result<RosterHandle, StartError> {
-    let path = &config.roster.file;
+/// Reading the file is blocking work: off the async runtime.
+async fn load_roster(config: &Config) -> Result<RosterHandle, StartError> {
+    let path = config.roster.file.clone();
+    let stations = config.stations.clone();
+    tokio::task::spawn_blocking(move || read_roster(&path, &stations))
+        .await
+        .map_err(|e| StartError::Config(format!("loading the roster failed: {e}")))?
+}
+
+fn read_roster(
+    path: &std::path::Path,
+    stations: &[crate::config::Station],
+) -> Result<RosterHandle, StartError> {
     if !path.exists() {
         warn!(
             file = %path.display(),
@@ -51,7 +63,7 @@ fn load_roster(config: &Config) -> Result<RosterHandle, StartError> {
         );
         return Ok(RosterHandle::new(Roster::empty()));
     }
-    let roster = Roster::load(path, &config.stations).map_err(StartError::Roster)?;
+    let roster = Roster::load(path, stations).map_err(StartError::Roster)?;
     info!(
         file = %path.display(),
         volunteers = roster.volunteers.len(),
@@ -59,6 +71,30 @@ fn load_roster(config: &Config) -> Result<RosterHandle, StartError> {
         "loaded the duty roster"
     );
     Ok(RosterHandle::new(roster))
+}
+
+/// The prompts and the ringback tone, decoded (and resampled to 8 kHz) off the async
+/// runtime: reading and converting files is blocking work.
+async fn load_prompts(config: &Config) -> Result<(PromptSet, Prompt), StartError> {
+    let names = required_prompts(config);
+    let dir = config.prompts_path();
+    let ringback = config.forward.ringback.clone();
+    let count = names.len();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let prompts = PromptSet::load(&dir, &names)?;
+        let cadence = crate::media::tone::parse_cadence(&ringback)
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        Ok::<_, StartError>((prompts, cadence.prompt("ringback")))
+    })
+    .await
+    .map_err(|e| StartError::Config(format!("loading the prompts failed: {e}")))??;
+    info!(
+        count,
+        dir = %config.prompts_path().display(),
+        "loaded prompts"
+    );
+    Ok(loaded)
 }
 
 /// A running daemon.
@@ -73,22 +109,11 @@ pub struct Server {
     draining: AtomicBool,
 }
 
-/// Handle kept by `main` (or a test) to stop the daemon.
-pub struct Running {
-    pub server: Arc<Server>,
-}
-
 impl Server {
-    /// Load prompts, open the store, bind SIP, and start serving.
-    pub async fn start(config: &Config) -> Result<Running, StartError> {
-        let names = required_prompts(config);
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let prompts = PromptSet::load(&config.prompts_path(), &names)?;
-        info!(
-            count = names.len(),
-            dir = %config.prompts_path().display(),
-            "loaded prompts"
-        );
+    /// Load prompts, open the store, bind SIP, and start serving. The handle is kept by
+    /// `main` (or a test) to stop the daemon.
+    pub async fn start(config: &Config) -> Result<Arc<Server>, StartError> {
+        let (prompts, ringback) = load_prompts(config).await?;
         let store = Store::open(&config.database.url).await?;
         let stack = SipStack::bind(
             config.sip.listen,
@@ -97,35 +122,25 @@ impl Server {
             Duration::from_millis(config.sip.t1_ms),
         )
         .await?;
-        let roster = load_roster(config)?;
-        let cadence = crate::media::tone::parse_cadence(&config.forward.ringback)
-            .map_err(|e| StartError::Config(e.to_string()))?;
-        let public_ip = stack.public_ip;
-        let media_ip = config.sip.listen.ip();
+        let roster = load_roster(config).await?;
         let (first, last) = config.media.rtp_ports;
         let ctx = Arc::new(CallContext {
-            prompts: Arc::new(prompts),
-            store,
-            clock: MediaClock::start(),
-            ports: PortPool::new(media_ip, first, last),
-            stations: config.stations.clone(),
-            public_ip,
-            rtp_timeout: Duration::from_secs(config.media.rtp_timeout_s),
-            menu_timeout: Duration::from_secs(config.menu.timeout_s),
-            max_tries: config.menu.max_tries,
-            shutdown: CancellationToken::new(),
-            roster: roster.clone(),
-            busy: Arc::new(std::sync::Mutex::new(std::collections::HashSet::new())),
-            trunk: config.trunk.clone(),
-            ring_timeout: Duration::from_secs(config.forward.ring_timeout_s),
-            screen_timeout: Duration::from_secs(config.forward.screen_timeout_s),
-            ringback: Arc::new(cadence.prompt("ringback")),
-            voicemail: config.forward.voicemail,
-            voicemail_dir: config.forward.voicemail_dir.clone(),
-            voicemail_max: Duration::from_secs(config.forward.voicemail_max_s),
-            dialogs: stack.dialogs.clone(),
-            sip_addr: stack.public_addr(),
-            number: config.sip.numbers.first().cloned().unwrap_or_default(),
+            settings: CallSettings::from_config(config, stack.public_ip),
+            services: CallServices {
+                prompts: Arc::new(prompts),
+                ringback: Arc::new(ringback),
+                store,
+                clock: MediaClock::start(),
+                ports: PortPool::new(config.sip.listen.ip(), first, last),
+                roster: roster.clone(),
+                busy: BusyRegistry::default(),
+                shutdown: CancellationToken::new(),
+            },
+            dialer: Dialer::new(
+                &stack,
+                config.sip.numbers.first().cloned().unwrap_or_default(),
+                config.trunk.clone(),
+            ),
         });
         let roster_watch = crate::roster::watch(
             roster.clone(),
@@ -135,7 +150,7 @@ impl Server {
         );
         if let Some(trunk) = &config.trunk {
             if trunk.register {
-                crate::sip::register::spawn(&stack, trunk.clone(), ctx.shutdown.clone());
+                crate::sip::register::spawn(&stack, trunk.clone(), ctx.services.shutdown.clone());
             }
         }
         let incoming = stack.start().await?;
@@ -162,12 +177,17 @@ impl Server {
                 tokio::spawn(async move { s.handle(tx).await });
             }
         });
-        Ok(Running { server })
+        Ok(server)
     }
 
     /// Re-read the roster now (SIGHUP). A bad file is logged and the old roster stays.
     pub fn reload_roster(&self) {
-        match self.ctx.roster.reload(&self.roster_file, &self.stations) {
+        match self
+            .ctx
+            .services
+            .roster
+            .reload(&self.roster_file, &self.stations)
+        {
             Ok(changes) if changes.is_empty() => info!("roster reloaded: no changes"),
             Ok(changes) => info!("roster reloaded: {}", changes.join("; ")),
             Err(e) => tracing::error!(
@@ -179,7 +199,7 @@ impl Server {
 
     /// The live roster (for tests and tools).
     pub fn roster(&self) -> &RosterHandle {
-        &self.ctx.roster
+        &self.ctx.services.roster
     }
 
     /// The SIP address we listen on (UDP and TCP).
@@ -189,7 +209,7 @@ impl Server {
 
     /// The call-records store, for tests and the shutdown flush.
     pub fn store(&self) -> &Store {
-        &self.ctx.store
+        &self.ctx.services.store
     }
 
     /// Calls in progress.
@@ -255,8 +275,8 @@ impl Server {
         }
     }
 
-    /// A new INVITE: check it, create the dialog, start the call flow, and drive the
-    /// INVITE server transaction (100 Trying, 200 retransmission, ACK, CANCEL).
+    /// A new INVITE: accept it (see [`crate::sip::accept`]), start the call flow, and
+    /// drive the INVITE server transaction (100 Trying, 200 retransmission, ACK, CANCEL).
     async fn new_call(&self, mut tx: Transaction) {
         let call_id = tx
             .original
@@ -270,74 +290,15 @@ impl Server {
                 reply(&mut tx, StatusCode::ServiceUnavailable).await;
                 return;
             }
-            let dialed = dialed_of(&tx.original);
-            if !self.numbers.contains(&dialed) {
-                info!(%dialed, "refusing a call to a number we do not serve");
-                reply(&mut tx, StatusCode::NotFound).await;
+            let Some(call) = accept::accept(&self.stack, &self.numbers, tx).await else {
                 return;
-            }
-            let body = String::from_utf8_lossy(tx.original.body()).to_string();
-            let negotiated = if body.trim().is_empty() {
-                None
-            } else {
-                match sdp::parse(&body).and_then(|offer| sdp::negotiate(&offer)) {
-                    Ok(n) => Some(n),
-                    Err(e) => {
-                        info!("refusing a call whose audio we cannot speak: {e}");
-                        reply(&mut tx, StatusCode::NotAcceptableHere).await;
-                        return;
-                    }
-                }
             };
-            let contact = self.contact_for(&tx, &dialed);
-            let (state_tx, state_rx) = self.stack.dialogs.new_dialog_state_channel();
-            let dialog = match self
-                .stack
-                .dialogs
-                .get_or_create_server_invite(&tx, state_tx, None, contact)
-            {
-                Ok(d) => d,
-                Err(e) => {
-                    warn!("could not create a dialog for the call: {e}");
-                    reply(&mut tx, StatusCode::ServerInternalError).await;
-                    return;
-                }
-            };
-            let leg = InboundLeg::new(
-                dialog.clone(),
-                state_rx,
-                self.stack.dialogs.clone(),
-                &tx.original,
-            );
             self.calls
-                .spawn(flow::run(self.ctx.clone(), leg, negotiated).in_current_span());
-            let mut dialog = dialog;
-            if let Err(e) = dialog.handle(&mut tx).await {
-                debug!("INVITE transaction ended with: {e}");
-            }
+                .spawn(flow::run(self.ctx.clone(), call.leg, call.offer).in_current_span());
+            call.transaction.run().await;
         }
         .instrument(span)
         .await
-    }
-
-    /// Our Contact for a dialog: the public address, and the transport the call came on.
-    fn contact_for(&self, tx: &Transaction, user: &str) -> Option<rsipstack::sip::Uri> {
-        let addr = self.stack.public_addr();
-        let tcp = tx
-            .connection
-            .as_ref()
-            .map(|c| c.is_reliable())
-            .unwrap_or(false);
-        let host = match addr {
-            SocketAddr::V4(a) => a.to_string(),
-            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-        };
-        let uri = if tcp {
-            format!("sip:{user}@{host};transport=tcp")
-        } else {
-            format!("sip:{user}@{host}")
-        };
-        rsipstack::sip::Uri::try_from(uri.as_str()).ok()
     }
 
     /// Graceful shutdown: refuse new calls (503), let calls in progress end within
@@ -361,14 +322,14 @@ impl Server {
                 still_active = self.calls.len(),
                 "drain time is over: hanging up the calls still in progress"
             );
-            self.ctx.shutdown.cancel();
+            self.ctx.services.shutdown.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), self.calls.wait()).await;
         }
-        match self.ctx.store.flush(Duration::from_secs(10)).await {
+        match self.ctx.services.store.flush(Duration::from_secs(10)).await {
             Ok(()) => info!("call records flushed"),
             Err(e) => warn!("call records not all written before exit: {e}"),
         }
-        let stats = &self.ctx.clock.stats;
+        let stats = &self.ctx.services.clock.stats;
         info!(
             ticks = stats.ticks.load(Ordering::Relaxed),
             packets = stats.packets.load(Ordering::Relaxed),
@@ -383,10 +344,4 @@ impl Server {
 fn allow_header() -> Header {
     let allow: Vec<String> = ALLOWED.iter().map(|m| m.to_string()).collect();
     Header::Allow(allow.join(", ").into())
-}
-
-async fn reply(tx: &mut Transaction, status: StatusCode) {
-    if let Err(e) = tx.reply(status.clone()).await {
-        debug!("could not send {status}: {e}");
-    }
 }

@@ -445,3 +445,60 @@ async fn twenty_simultaneous_calls_each_get_their_station() {
     })
     .await;
 }
+
+/// The test's own ear: how [`prompts_heard`] cuts what arrived into prompts.
+mod hearing {
+    use super::*;
+    use common::g711::{encode, tone, PEAK_MINUS_10_DBM0};
+    use common::rtp::RtpPacket;
+
+    fn frames(
+        freq: f64,
+        n: usize,
+        seq: u16,
+        ts: u32,
+        at: Instant,
+        every: Duration,
+    ) -> Vec<RtpPacket> {
+        let pcm = tone(freq, 20 * n as u32, PEAK_MINUS_10_DBM0);
+        pcm.chunks(160)
+            .enumerate()
+            .map(|(i, c)| RtpPacket {
+                pt: 0,
+                marker: false,
+                seq: seq.wrapping_add(i as u16),
+                ts: ts.wrapping_add(160 * i as u32),
+                ssrc: 7,
+                payload: encode(0, c),
+                arrival: at + every * i as u32,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_prompt_arriving_in_bursts_is_heard_once() {
+        let t0 = Instant::now();
+        let mut p = frames(1700.0, 20, 100, 5000, t0, Duration::from_millis(20));
+        // A loaded machine: frames 8.. arrive 150 ms late, in one burst.
+        for (i, f) in p.iter_mut().enumerate().skip(8) {
+            f.arrival = t0 + Duration::from_millis(300 + i as u64);
+        }
+        assert_eq!(prompt_names(&p), ["station_health"]);
+    }
+
+    #[test]
+    fn one_prompt_played_twice_with_silence_between_is_heard_twice() {
+        let t0 = Instant::now();
+        let mut p = frames(700.0, 10, 100, 5000, t0, Duration::from_millis(20));
+        // One second of silence: no packets, the timestamp runs on (8000 samples).
+        p.extend(frames(
+            700.0,
+            10,
+            110,
+            5000 + 1600 + 8000,
+            t0,
+            Duration::ZERO,
+        ));
+        assert_eq!(prompt_names(&p), ["menu", "menu"]);
+    }
+}

@@ -980,3 +980,175 @@ async fn caller_hanging_up_during_screening_hangs_up_the_volunteer() {
     })
     .await;
 }
+
+/// The confirmation prompt ("connecting you to ...") for the dial-at-the-key tests:
+/// long enough that ringing only after it would show.
+const CONFIRMATION_MS: u32 = 2500;
+
+fn long_confirmation() -> PromptLengths {
+    PromptLengths {
+        other_ms: CONFIRMATION_MS,
+        ..PromptLengths::default()
+    }
+}
+
+/// Arrival of the first frame of `freq` after `since`.
+fn first_frame_at(packets: &[RtpPacket], freq: f64, since: Instant) -> Option<Instant> {
+    packets
+        .iter()
+        .filter(|p| p.arrival >= since && (p.pt == 0 || p.pt == 8))
+        .find(|p| {
+            let pcm = decode(p.pt, &p.payload);
+            rms(&pcm) > 500.0 && dominant_energy(&pcm, freq) > 0.6
+        })
+        .map(|p| p.arrival)
+}
+
+/// Issue 6 item 5: the first volunteer's INVITE leaves at the key (from the key's
+/// first RTP packet leaving the caller's phone to the INVITE reaching the volunteer's,
+/// median of five calls under 50 ms), while the caller hears the whole confirmation
+/// and only then ringback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volunteer_is_rung_at_the_key_while_the_caller_hears_the_confirmation() {
+    let _g = SERIAL.lock().await;
+    bounded(Duration::from_secs(90), async {
+        let d = Daemon::start_with(PORTS, &long_confirmation(), |cfg| {
+            short_timeouts(cfg);
+            // Ringing outlasts the confirmation.
+            cfg.forward.ring_timeout_s = 10;
+        })
+        .await;
+        let a = volunteer("alice", Behaviour::NoAnswer).await;
+        set_roster(&d, &[duty("alice", &a, &["health"])]);
+        let mut key_to_invite = Vec::new();
+        for n in 1..=5 {
+            let c = dial_station(&d, '2', CallOptions::default()).await;
+            let leg = a.wait_for_leg(n, LEG_WAIT).await.unwrap();
+            let key_sent = c.call.dtmf_sent_at();
+            assert_eq!(key_sent.len(), 1, "one key pressed");
+            key_to_invite.push(leg.invite_at.saturating_duration_since(key_sent[0]));
+            if n == 1 {
+                // The whole confirmation, then ringback (or nothing before it ends).
+                wait_hearing(
+                    "caller",
+                    || c.call.rtp_packets(),
+                    RINGBACK,
+                    leg.invite_at,
+                    10,
+                    Duration::from_secs(CONFIRMATION_MS as u64 / 1000 + 3),
+                )
+                .await;
+                let packets = c.call.rtp_packets();
+                let heard = prompts_heard(&packets);
+                let station = heard
+                    .iter()
+                    .find(|h| h.prompt == "station_health")
+                    .unwrap_or_else(|| panic!("no confirmation heard: {heard:?}"));
+                assert!(
+                    station.frames as u32 >= CONFIRMATION_MS / 20 - 2,
+                    "confirmation cut short: {station:?}"
+                );
+                assert!(
+                    leg.invite_at < station.first + Duration::from_millis(500),
+                    "INVITE only after the confirmation had played for a while"
+                );
+                let ringback = first_frame_at(&packets, RINGBACK, leg.invite_at).unwrap();
+                assert!(
+                    ringback >= station.last,
+                    "ringback over the confirmation: {ringback:?} < {:?}",
+                    station.last
+                );
+            }
+            assert_eq!(c.call.hangup().await.unwrap(), 200);
+            leg.wait_for_cancel(LEG_WAIT).await.unwrap();
+            d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        }
+        key_to_invite.sort();
+        let median = key_to_invite[key_to_invite.len() / 2];
+        println!("key -> INVITE: median {median:?}, all {key_to_invite:?}");
+        assert!(
+            median < Duration::from_millis(50),
+            "key -> INVITE median {median:?} (all {key_to_invite:?})"
+        );
+    })
+    .await;
+}
+
+/// A volunteer who answers while the confirmation still plays is put through at once:
+/// the confirmation stops and the two hear each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volunteer_answering_during_the_confirmation_stops_it_and_is_bridged() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = Daemon::start_with(PORTS, &long_confirmation(), short_timeouts).await;
+        let a = volunteer("alice", answers()).await;
+        set_roster(&d, &[duty("alice", &a, &["health"])]);
+        let c = dial_station(&d, '2', CallOptions::default()).await;
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        la.wait_confirmed(LEG_WAIT).await.unwrap();
+        assert_audio_both_ways(&c, &la).await;
+        let heard = prompts_heard(&c.call.rtp_packets());
+        let station = heard
+            .iter()
+            .find(|h| h.prompt == "station_health")
+            .unwrap_or_else(|| panic!("no confirmation heard: {heard:?}"));
+        assert!(
+            (station.frames as u32) < CONFIRMATION_MS / 20 / 2,
+            "the confirmation played on after the answer: {station:?}"
+        );
+        let st = c.call.rtp_stats();
+        assert_eq!(st.seq_discontinuities, 0, "caller's stream: {st:?}");
+        c.call.hangup().await.unwrap();
+        let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row.outcome.as_deref(), Some("connected"));
+        assert_eq!(row.volunteer.as_deref(), Some("alice"));
+    })
+    .await;
+}
+
+/// Screening goes on beside the confirmation: the volunteer hears "press 1" while the
+/// caller still hears "connecting you to ...", and pressing 1 bridges at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screened_volunteer_hears_the_screening_prompt_during_the_confirmation() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = Daemon::start_with(PORTS, &long_confirmation(), short_timeouts).await;
+        let a = volunteer("alice", answers()).await;
+        set_roster(
+            &d,
+            &[OnDuty {
+                id: "alice",
+                phone: &a,
+                screen: true,
+                stations: &["health"],
+            }],
+        );
+        let c = dial_station(&d, '2', CallOptions::default()).await;
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        la.wait_confirmed(LEG_WAIT).await.unwrap();
+        wait_hearing(
+            "screened volunteer",
+            || la.rtp_packets(),
+            3100.0,
+            la.invite_at,
+            5,
+            Duration::from_secs(2),
+        )
+        .await;
+        let confirming = prompt_names(&c.call.rtp_packets());
+        assert_eq!(
+            confirming.last(),
+            Some(&"station_health"),
+            "caller hears {confirming:?}"
+        );
+        la.send_dtmf_rfc4733('1', 100).await.unwrap();
+        assert_audio_both_ways(&c, &la).await;
+        assert_eq!(
+            summary(&attempts(&d, &c.call_id).await),
+            [att("alice", "answered", Some(200))]
+        );
+        c.call.hangup().await.unwrap();
+        d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+    })
+    .await;
+}

@@ -1,20 +1,24 @@
-//! One call, start to end, as straight-line async code:
-//! answer, play the menu, collect the choice, forward, hang up, and record every step.
+//! One call, start to end, as straight-line async code: answer, play the menu,
+//! collect the choice, forward (the confirmation plays while the first volunteer
+//! rings), bridge or take a message, hang up, and record every step.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::call::caller::{CallerEvent, CallerLeg};
 use crate::call::forward::Forwarded;
-use crate::call::menu::{ChoiceReason, Menu, MenuAction, MenuSpec, PromptKind};
+use crate::call::menu::{ChoiceReason, Menu, MenuAction, PromptKind};
+use crate::call::volunteer::{VolunteerEvent, VolunteerLeg};
 use crate::call::CallContext;
 use crate::media::prompts::Prompt;
-use crate::media::session::{DtmfMethod, MediaEvent, MediaInput, MediaSession, RxConfig};
-use crate::sip::leg::{sending_allowed, InboundLeg, LegEvent, LocalMedia};
-use crate::sip::sdp::{self, Negotiated};
+use crate::media::session::DtmfMethod;
+use crate::roster::DESK;
+use crate::sip::leg::InboundLeg;
+use crate::sip::sdp::Negotiated;
 use crate::store::{CallEvent, HangupBy, NewCall, Outcome};
 
 /// Why a call stopped before its natural end.
@@ -24,42 +28,89 @@ pub(crate) enum Gone {
     CallerHungUp,
     /// Their media stopped with no BYE: the RTP timeout.
     MediaTimeout,
-    /// Something broke: no ACK, no ports, a transport error.
+    /// Something broke: no ACK, no ports, a transport error, the drain time over.
     Failed(String),
 }
 
-/// What the call flow hears while waiting.
-enum Input {
-    Key(char, DtmfMethod),
-    PromptDone,
-    Timeout,
+impl Gone {
+    /// The daemon is shutting down and the drain time is over.
+    pub(crate) fn shutdown() -> Gone {
+        Gone::Failed("the daemon is shutting down and the drain time is over".into())
+    }
+
+    /// From a caller event that ends the call (anything but a key or a prompt's end).
+    pub(crate) fn from_caller(ev: CallerEvent) -> Gone {
+        match ev {
+            CallerEvent::HungUp => Gone::CallerHungUp,
+            CallerEvent::MediaTimeout => Gone::MediaTimeout,
+            CallerEvent::Failed(why) => Gone::Failed(why),
+            other => Gone::Failed(format!("unexpected {other:?}")),
+        }
+    }
+}
+
+/// What woke the call up: the one place the flow waits on both legs, a deadline
+/// and the shutdown.
+pub(crate) enum Wake {
+    Caller(CallerEvent),
+    Volunteer(VolunteerEvent),
+    Deadline,
+    Shutdown,
+}
+
+/// Wait for the next thing that matters: an event on the caller's leg or on the
+/// volunteer's (if any), `deadline` passing (if any), or the end of the drain time.
+pub(crate) async fn wait(
+    caller: &mut CallerLeg,
+    volunteer: Option<&mut VolunteerLeg>,
+    deadline: Option<Instant>,
+    shutdown: &CancellationToken,
+) -> Wake {
+    let volunteer = async {
+        match volunteer {
+            Some(v) => v.next().await,
+            None => std::future::pending().await,
+        }
+    };
+    let sleep = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        ev = caller.next() => Wake::Caller(ev),
+        ev = volunteer => Wake::Volunteer(ev),
+        _ = sleep => Wake::Deadline,
+        _ = shutdown.cancelled() => Wake::Shutdown,
+    }
 }
 
 /// One call in progress.
 pub(crate) struct Call {
     pub(crate) ctx: Arc<CallContext>,
-    pub(crate) leg: InboundLeg,
-    pub(crate) media: Option<MediaSession>,
+    pub(crate) caller: CallerLeg,
+    /// Every key the caller pressed before reaching a person, for the record.
     pub(crate) keys: String,
 }
 
-/// Run a call to its end. `negotiated` is the SDP negotiation of the INVITE's offer
+/// Run a call to its end. `offer` is the SDP negotiation of the INVITE's offer
 /// (None for an INVITE without SDP: our offer goes in the 200, the answer in the ACK).
-pub async fn run(ctx: Arc<CallContext>, leg: InboundLeg, negotiated: Option<Negotiated>) {
-    ctx.store.record(CallEvent::Started(NewCall {
-        call_id: leg.call_id.clone(),
-        caller: leg.caller.clone(),
-        dialed: leg.dialed.clone(),
+pub(crate) async fn run(ctx: Arc<CallContext>, leg: InboundLeg, offer: Option<Negotiated>) {
+    let caller = CallerLeg::new(leg);
+    ctx.services.store.record(CallEvent::Started(NewCall {
+        call_id: caller.call_id().to_string(),
+        caller: caller.number().to_string(),
+        dialed: caller.dialed().to_string(),
         started_at: Utc::now(),
     }));
-    info!(caller = %leg.caller, dialed = %leg.dialed, "incoming call");
+    info!(caller = %caller.number(), dialed = %caller.dialed(), "incoming call");
     let mut call = Call {
         ctx,
-        leg,
-        media: None,
+        caller,
         keys: String::new(),
     };
-    let (outcome, hangup_by) = match call.steps(negotiated).await {
+    let (outcome, hangup_by) = match call.steps(offer).await {
         Ok(done) => done,
         Err(Gone::CallerHungUp) => {
             info!("caller hung up before reaching a person");
@@ -67,18 +118,18 @@ pub async fn run(ctx: Arc<CallContext>, leg: InboundLeg, negotiated: Option<Nego
         }
         Err(Gone::MediaTimeout) => {
             info!("no audio from the caller for too long; ending the call");
-            call.leg.hangup().await;
+            call.caller.hangup().await;
             (Outcome::Abandoned, HangupBy::System)
         }
         Err(Gone::Failed(why)) => {
             warn!("call failed: {why}");
-            call.leg.hangup().await;
+            call.caller.hangup().await;
             (Outcome::Failed, HangupBy::System)
         }
     };
-    call.media = None;
-    call.ctx.store.record(CallEvent::Ended {
-        call_id: call.leg.call_id.clone(),
+    call.caller.close_media();
+    call.ctx.services.store.record(CallEvent::Ended {
+        call_id: call.caller.call_id().to_string(),
         at: Utc::now(),
         outcome,
         hangup_by,
@@ -88,89 +139,35 @@ pub async fn run(ctx: Arc<CallContext>, leg: InboundLeg, negotiated: Option<Nego
 
 impl Call {
     /// The call's story. Each step returns `Err(Gone)` if the caller left meanwhile.
-    async fn steps(&mut self, negotiated: Option<Negotiated>) -> Result<(Outcome, HangupBy), Gone> {
-        self.answer(negotiated).await?;
+    async fn steps(&mut self, offer: Option<Negotiated>) -> Result<(Outcome, HangupBy), Gone> {
+        self.answer(offer).await?;
         let station = self.choose_station().await?;
-        self.play_to_end(&format!("station_{station}")).await?;
-        match self.forward(&station).await? {
-            Forwarded::Connected { hangup_by } => Ok((Outcome::Connected, hangup_by)),
-            Forwarded::NobodyAnswered if !self.ctx.voicemail => {
-                info!(%station, "no volunteer took the call; telling the caller to call again later");
-                self.play_to_end("no_volunteer").await?;
-                self.leg.hangup().await;
-                Ok((Outcome::NoAnswer, HangupBy::System))
-            }
-            Forwarded::NobodyAnswered => {
-                let vm = self.voicemail().await?;
-                let outcome = match vm.path {
-                    Some(_) => Outcome::Voicemail,
-                    None => Outcome::NoAnswer,
-                };
-                Ok((outcome, vm.hangup_by))
-            }
+        // The station's confirmation plays while the first volunteer already rings.
+        let forwarded = self.forward(&station).await?;
+        if let Forwarded::Connected { hangup_by } = forwarded {
+            return Ok((Outcome::Connected, hangup_by));
         }
+        self.finish_prompt().await?; // the confirmation, when nobody could be rung
+        if !self.ctx.settings.voicemail {
+            info!(%station, "no volunteer took the call; telling the caller to call again later");
+            self.play_to_end("no_volunteer").await?;
+            self.caller.hangup().await;
+            return Ok((Outcome::NoAnswer, HangupBy::System));
+        }
+        let vm = self.voicemail().await?;
+        let outcome = match vm.path {
+            Some(_) => Outcome::Voicemail,
+            None => Outcome::NoAnswer,
+        };
+        Ok((outcome, vm.hangup_by))
     }
 
     /// Open media, send 200 OK with our SDP, wait for the ACK.
-    async fn answer(&mut self, negotiated: Option<Negotiated>) -> Result<(), Gone> {
-        let ctx = self.ctx.clone();
-        let rx = |n: Option<&Negotiated>| RxConfig {
-            codec: n
-                .map(|n| n.codec)
-                .unwrap_or(crate::media::codec::Codec::Pcmu),
-            telephone_event: n.and_then(|n| n.telephone_event),
-            inband: n.map(|n| n.telephone_event.is_none()).unwrap_or(true),
-            rtp_timeout: ctx.rtp_timeout,
-            timeout_armed: true,
-        };
-        let media = MediaSession::open(
-            &ctx.ports,
-            &ctx.clock,
-            negotiated.as_ref().map(|n| n.remote),
-            rx(negotiated.as_ref()),
-        )
-        .await;
-        let media = match media {
-            Ok(m) => m,
-            Err(e) => {
-                self.leg
-                    .reject(rsipstack::sip::StatusCode::ServiceUnavailable);
-                return Err(Gone::Failed(e.to_string()));
-            }
-        };
-        let local = LocalMedia {
-            ip: ctx.public_ip,
-            port: media.local_port,
-            session_id: rand::random::<u32>() as u64,
-            version: 1,
-        };
-        let body = match &negotiated {
-            Some(n) => sdp::answer(local.ip, local.port, n, local.session_id, local.version),
-            None => sdp::offer(local.ip, local.port, local.session_id, local.version),
-        };
-        if let Some(n) = &negotiated {
-            media.update_remote(Some(n.remote), n.codec, sending_allowed(n));
-        }
-        self.media = Some(media);
-        let ack_body = self
-            .leg
-            .answer(local, negotiated, body)
-            .await
-            .map_err(gone)?;
-        if negotiated.is_none() {
-            // Our offer went in the 200; the answer must be in the ACK (RFC 3261 §13.2.1).
-            let answer = ack_body
-                .ok_or_else(|| Gone::Failed("the ACK carried no SDP answer to our offer".into()))?;
-            let n = sdp::parse(&answer)
-                .and_then(|a| sdp::negotiate_answer(&a))
-                .map_err(|e| Gone::Failed(format!("unusable SDP answer in the ACK: {e}")))?;
-            self.media_mut()?
-                .update_remote(Some(n.remote), n.codec, sending_allowed(&n));
-            self.leg.set_negotiated(n);
-        }
+    async fn answer(&mut self, offer: Option<Negotiated>) -> Result<(), Gone> {
+        self.caller.answer(&self.ctx, offer).await?;
         info!("answered");
-        self.ctx.store.record(CallEvent::Answered {
-            call_id: self.leg.call_id.clone(),
+        self.ctx.services.store.record(CallEvent::Answered {
+            call_id: self.caller.call_id().to_string(),
             at: Utc::now(),
         });
         Ok(())
@@ -179,12 +176,7 @@ impl Call {
     /// Play the menu and collect a station; returns its id.
     async fn choose_station(&mut self) -> Result<String, Gone> {
         let ctx = self.ctx.clone();
-        let mut menu = Menu::new(MenuSpec {
-            valid_keys: ctx.stations.iter().map(|s| s.key).collect(),
-            desk_key: '0',
-            timeout: ctx.menu_timeout,
-            max_tries: ctx.max_tries,
-        });
+        let mut menu = Menu::new(ctx.settings.menu_spec());
         menu.start(Instant::now().into_std());
         loop {
             while let Some(action) = menu.poll_action() {
@@ -196,16 +188,16 @@ impl Call {
                             PromptKind::Invalid => "invalid",
                         };
                         let prompt = self.prompt(name)?;
-                        self.media_mut()?.play(prompt);
+                        self.caller.play(prompt);
                     }
-                    MenuAction::StopPrompt => self.media_mut()?.stop(),
+                    MenuAction::StopPrompt => self.caller.stop(),
                     MenuAction::Chosen { key, reason } => {
                         let station = ctx
+                            .settings
                             .stations
                             .iter()
                             .find(|s| s.key == key)
-                            .map(|s| s.id.clone())
-                            .unwrap_or_else(|| "desk".into());
+                            .map_or_else(|| DESK.to_string(), |s| s.id.clone());
                         match reason {
                             ChoiceReason::Pressed => {
                                 info!(%key, %station, "caller chose a station")
@@ -214,8 +206,8 @@ impl Call {
                                 info!(%station, "no valid choice after every try; sending the caller to the duty desk")
                             }
                         }
-                        self.ctx.store.record(CallEvent::Station {
-                            call_id: self.leg.call_id.clone(),
+                        ctx.services.store.record(CallEvent::Station {
+                            call_id: self.caller.call_id().to_string(),
                             station: station.clone(),
                         });
                         return Ok(station);
@@ -223,16 +215,21 @@ impl Call {
                 }
             }
             let deadline = menu.poll_timeout().map(Instant::from_std);
-            match self.next_input(deadline).await? {
-                Input::Key(key, method) => {
+            let wake = wait(&mut self.caller, None, deadline, &ctx.services.shutdown).await;
+            let now = Instant::now().into_std();
+            match wake {
+                Wake::Caller(CallerEvent::Key(key, method)) => {
                     self.note_key(key, method);
-                    menu.key(key, Instant::now().into_std());
+                    menu.key(key, now);
                 }
-                Input::PromptDone => menu.prompt_finished(Instant::now().into_std()),
-                Input::Timeout => {
+                Wake::Caller(CallerEvent::PromptFinished) => menu.prompt_finished(now),
+                Wake::Caller(ev) => return Err(Gone::from_caller(ev)),
+                Wake::Deadline => {
                     info!("no key pressed in time");
-                    menu.timeout(Instant::now().into_std());
+                    menu.timeout(now);
                 }
+                Wake::Shutdown => return Err(Gone::shutdown()),
+                Wake::Volunteer(_) => {}
             }
         }
     }
@@ -240,105 +237,40 @@ impl Call {
     /// Play a prompt to its end; keys pressed meanwhile are recorded, not acted on.
     pub(crate) async fn play_to_end(&mut self, name: &str) -> Result<(), Gone> {
         let prompt = self.prompt(name)?;
-        self.media_mut()?.play(prompt);
-        loop {
-            match self.next_input(None).await? {
-                Input::PromptDone => return Ok(()),
-                Input::Key(key, method) => self.note_key(key, method),
-                Input::Timeout => {}
-            }
-        }
+        self.caller.play(prompt);
+        self.finish_prompt().await
     }
 
-    /// Wait for the next thing that matters: a key (by any method), the prompt's
-    /// end, the menu's deadline, or the caller going away.
-    async fn next_input(&mut self, deadline: Option<Instant>) -> Result<Input, Gone> {
-        let shutdown = self.ctx.shutdown.clone();
-        let Some(media) = self.media.as_mut() else {
-            return Err(Gone::Failed("no media".into()));
-        };
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(sleep);
-        loop {
-            // Which source spoke first; acted on after the select so each branch
-            // borrows `media` only for its own future.
-            enum Got {
-                Leg(LegEvent),
-                Media(Option<MediaEvent>),
-                Finished,
-                Timeout,
-                Shutdown,
-            }
-            let got = tokio::select! {
-                ev = self.leg.next_event() => Got::Leg(ev),
-                m = media.next() => match m {
-                    MediaInput::Event(ev) => Got::Media(ev),
-                    MediaInput::PromptFinished => Got::Finished,
-                },
-                _ = &mut sleep => Got::Timeout,
-                _ = shutdown.cancelled() => Got::Shutdown,
-            };
-            match got {
-                Got::Leg(LegEvent::Dtmf(key)) => return Ok(Input::Key(key, DtmfMethod::SipInfo)),
-                Got::Leg(LegEvent::MediaChanged(n)) => {
-                    media.update_remote(Some(n.remote), n.codec, sending_allowed(&n));
-                    info!(
-                        on_hold = !sending_allowed(&n),
-                        "caller changed the media (re-INVITE)"
-                    );
-                }
-                Got::Leg(other) => return Err(gone(other)),
-                Got::Media(Some(MediaEvent::Dtmf(key, method))) => {
-                    return Ok(Input::Key(key, method))
-                }
-                Got::Media(Some(MediaEvent::RtpTimeout)) => return Err(Gone::MediaTimeout),
-                Got::Media(None) => return Err(Gone::Failed("media receive stopped".into())),
-                Got::Finished => return Ok(Input::PromptDone),
-                Got::Timeout => return Ok(Input::Timeout),
-                Got::Shutdown => {
-                    return Err(Gone::Failed(
-                        "the daemon is shutting down and the drain time is over".into(),
-                    ))
-                }
+    /// Let the prompt playing (if any) play to its end; keys pressed meanwhile are
+    /// recorded, not acted on.
+    pub(crate) async fn finish_prompt(&mut self) -> Result<(), Gone> {
+        let shutdown = self.ctx.services.shutdown.clone();
+        while self.caller.is_playing_prompt() {
+            match wait(&mut self.caller, None, None, &shutdown).await {
+                Wake::Caller(CallerEvent::PromptFinished) => {}
+                Wake::Caller(CallerEvent::Key(key, method)) => self.note_key(key, method),
+                Wake::Caller(ev) => return Err(Gone::from_caller(ev)),
+                Wake::Shutdown => return Err(Gone::shutdown()),
+                Wake::Deadline | Wake::Volunteer(_) => {}
             }
         }
+        Ok(())
     }
 
-    fn note_key(&mut self, key: char, method: DtmfMethod) {
+    pub(crate) fn note_key(&mut self, key: char, method: DtmfMethod) {
         self.keys.push(key);
         info!(%key, method = method.as_str(), "caller pressed a key");
-        self.ctx.store.record(CallEvent::Key {
-            call_id: self.leg.call_id.clone(),
+        self.ctx.services.store.record(CallEvent::Key {
+            call_id: self.caller.call_id().to_string(),
             keys: self.keys.clone(),
         });
     }
 
     pub(crate) fn prompt(&self, name: &str) -> Result<Arc<Prompt>, Gone> {
         self.ctx
+            .services
             .prompts
             .get(name)
             .ok_or_else(|| Gone::Failed(format!("prompt {name}.wav is not loaded")))
     }
-
-    pub(crate) fn media_mut(&mut self) -> Result<&mut MediaSession, Gone> {
-        self.media
-            .as_mut()
-            .ok_or_else(|| Gone::Failed("no media".into()))
-    }
 }
-
-fn gone(ev: LegEvent) -> Gone {
-    match ev {
-        LegEvent::HungUp => Gone::CallerHungUp,
-        LegEvent::Failed(why) => Gone::Failed(why),
-        other => Gone::Failed(format!("unexpected {other:?}")),
-    }
-}
-
-/// The default for how long the menu waits for a key after it finishes.
-pub const DEFAULT_MENU_TIMEOUT: Duration = Duration::from_secs(6);

@@ -14,8 +14,14 @@
 //!
 //! Inputs are about the current attempt only ([`Hunt::current_attempt`]): the
 //! flow drops responses to older INVITEs. In particular a 200 OK that crosses
-//! our CANCEL (RFC 3261 section 9.1) belongs to an attempt the hunt has left,
-//! so the flow must ACK and BYE that leg itself.
+//! our CANCEL (RFC 3261 section 9.1) belongs to an attempt the hunt has left:
+//! rsipstack ACKs it and ends it with a BYE by itself (pinned by
+//! `sip::outbound`'s `answer_crossing_our_cancel_is_acked_and_hung_up`), so
+//! neither the hunt nor the flow does anything about it.
+//!
+//! The hunt asks for ringback; what the caller actually hears (the confirmation
+//! first, the volunteer's early media in place of our ringback) is
+//! [`crate::call::ringback::Ringback`]'s to decide.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -58,8 +64,9 @@ impl Default for HuntSpec {
 pub enum HuntInput {
     /// A 1xx arrived (the phone rings); nothing changes, the ring timeout runs on.
     Provisional(u16),
-    /// The volunteer's side sent early media; the caller keeps hearing our
-    /// ringback, since early media from a volunteer is often a provider announcement.
+    /// The volunteer's side sent early media; nothing changes here (the ring
+    /// timeout runs on). The caller hears it in place of our ringback: see
+    /// [`crate::call::ringback`].
     EarlyMedia,
     /// A 2xx arrived: the volunteer (or their voicemail) picked up.
     Answered,
@@ -73,19 +80,19 @@ pub enum HuntInput {
     VolunteerGone,
     /// The caller hung up.
     CallerGone,
+    /// The volunteer just dialled is being rung or talking on another call (the
+    /// flow could not claim them): skip them, with no attempt recorded. Only as the
+    /// first input after a `Dial`.
+    OnAnotherCall,
 }
 
 /// What the call flow must do next, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HuntAction {
-    /// Send an INVITE to `uri` for `target_index`. Following a redirect, the
-    /// attempt number is repeated: still the same try at the same volunteer,
-    /// and the previous INVITE already has its final response.
-    Dial {
-        attempt: u32,
-        target_index: usize,
-        uri: String,
-    },
+    /// Send an INVITE to `uri` for `attempt` ([`Hunt::target_of`] says whom).
+    /// Following a redirect, the attempt number is repeated: still the same try at
+    /// the same volunteer, and the previous INVITE already has its final response.
+    Dial { attempt: u32, uri: String },
     /// CANCEL the pending INVITE of this attempt (ring timeout, caller gone).
     Cancel { attempt: u32 },
     /// BYE this attempt's answered leg (screening refused or timed out, caller gone).
@@ -230,7 +237,6 @@ impl Hunt {
                         };
                         self.actions.push_back(HuntAction::Dial {
                             attempt,
-                            target_index: index,
                             uri: uri.to_string(),
                         });
                     }
@@ -239,6 +245,16 @@ impl Hunt {
                     self.actions.push_back(HuntAction::Cancel { attempt });
                     self.end(attempt, AttemptResult::Cancelled, None);
                     self.abandon();
+                }
+                HuntInput::OnAnotherCall if redirected => {
+                    // We hold them since the first INVITE; a driver bug, not a skip.
+                    self.end(attempt, AttemptResult::Failed, None);
+                    self.next(index, now);
+                }
+                HuntInput::OnAnotherCall => {
+                    // Never rung: the next volunteer takes this attempt number.
+                    self.attempt_targets.pop();
+                    self.next(index, now);
                 }
             },
             State::Screening { attempt, index, .. } => match input {
@@ -262,7 +278,8 @@ impl Hunt {
                 | HuntInput::EarlyMedia
                 | HuntInput::Answered
                 | HuntInput::Final(_)
-                | HuntInput::Redirect(_) => {}
+                | HuntInput::Redirect(_)
+                | HuntInput::OnAnotherCall => {}
             },
             State::Bridged { .. } | State::Exhausted | State::Abandoned => {}
         }
@@ -349,7 +366,6 @@ impl Hunt {
         };
         self.actions.push_back(HuntAction::Dial {
             attempt,
-            target_index: index,
             uri: self.targets[index].uri.clone(),
         });
     }
@@ -415,10 +431,10 @@ mod tests {
         std::iter::from_fn(|| h.poll_action()).collect()
     }
 
-    fn dial(attempt: u32, target_index: usize, id: &str) -> HuntAction {
+    /// The Dial for `attempt` ringing volunteer `id`.
+    fn dial(attempt: u32, id: &str) -> HuntAction {
         Dial {
             attempt,
-            target_index,
             uri: format!("sip:{id}@example.org"),
         }
     }
@@ -451,7 +467,7 @@ mod tests {
         let t0 = Instant::now();
         let mut h = hunt(&[("ann", false), ("bob", false)]);
         h.start(t0);
-        assert_eq!(drain(&mut h), vec![StartRingback, dial(1, 0, "ann")]);
+        assert_eq!(drain(&mut h), vec![StartRingback, dial(1, "ann")]);
         assert_eq!(h.poll_timeout(), Some(t0 + secs(20)));
         assert_eq!(h.current_attempt(), Some(1));
         h.start(t0 + secs(1));
@@ -460,7 +476,7 @@ mod tests {
         h.handle(HuntInput::Final(486), t0 + secs(2));
         assert_eq!(
             drain(&mut h),
-            vec![ended(1, Busy, Some(486)), dial(2, 1, "bob")]
+            vec![ended(1, Busy, Some(486)), dial(2, "bob")]
         );
     }
 
@@ -481,7 +497,7 @@ mod tests {
             vec![
                 Cancel { attempt: 1 },
                 ended(1, NoAnswer, None),
-                dial(2, 1, "bob")
+                dial(2, "bob")
             ]
         );
         // bob's ring timeout counts from his INVITE.
@@ -523,7 +539,7 @@ mod tests {
             h.handle(HuntInput::Final(status), t0 + secs(3));
             assert_eq!(
                 drain(&mut h),
-                vec![ended(1, result, Some(status)), dial(2, 1, "bob")],
+                vec![ended(1, result, Some(status)), dial(2, "bob")],
                 "{status}"
             );
             assert_eq!(h.poll_timeout(), Some(t0 + secs(23)));
@@ -596,7 +612,7 @@ mod tests {
             vec![
                 Hangup { attempt: 1 },
                 ended(1, NoAnswer, Some(200)),
-                dial(2, 1, "bob")
+                dial(2, "bob")
             ]
         );
         assert_eq!(h.poll_timeout(), Some(t0 + secs(26)));
@@ -635,7 +651,7 @@ mod tests {
         h.handle(HuntInput::VolunteerGone, t0 + secs(5));
         assert_eq!(
             drain(&mut h),
-            vec![ended(1, NoAnswer, Some(200)), dial(2, 1, "bob")]
+            vec![ended(1, NoAnswer, Some(200)), dial(2, "bob")]
         );
     }
 
@@ -653,10 +669,10 @@ mod tests {
             drain(&mut h),
             vec![Dial {
                 attempt: 1,
-                target_index: 0,
                 uri: "sip:ann-mobile@example.org".into()
             }]
         );
+        assert_eq!(h.target_of(1), Some(&target("ann", false)));
         assert_eq!(
             h.poll_timeout(),
             Some(t0 + secs(21)),
@@ -666,10 +682,7 @@ mod tests {
             HuntInput::Redirect("sip:ann-other@example.org".into()),
             t0 + secs(2),
         );
-        assert_eq!(
-            drain(&mut h),
-            vec![ended(1, Failed, None), dial(2, 1, "bob")]
-        );
+        assert_eq!(drain(&mut h), vec![ended(1, Failed, None), dial(2, "bob")]);
         // bob may be redirected once too.
         h.handle(
             HuntInput::Redirect("sip:bob-desk@example.org".into()),
@@ -677,12 +690,9 @@ mod tests {
         );
         assert!(matches!(
             drain(&mut h).as_slice(),
-            [Dial {
-                attempt: 2,
-                target_index: 1,
-                ..
-            }]
+            [Dial { attempt: 2, .. }]
         ));
+        assert_eq!(h.target_of(2), Some(&target("bob", false)));
         // And the redirected INVITE is answered like any other.
         h.handle(HuntInput::Answered, t0 + secs(4));
         assert_eq!(
@@ -797,7 +807,7 @@ mod tests {
         loop {
             for a in drain(&mut h) {
                 match a {
-                    Dial { target_index, .. } => dialed.push(target_index),
+                    Dial { attempt, .. } => dialed.push(h.target_of(attempt).cloned()),
                     AttemptEnded { result, .. } => ended_results.push(result),
                     _ => {}
                 }
@@ -811,11 +821,40 @@ mod tests {
             }
         }
         assert!(h.is_done());
-        assert_eq!(dialed, vec![0, 1, 2, 3]);
+        let targets: Vec<Option<Target>> = h.targets.iter().cloned().map(Some).collect();
+        assert_eq!(dialed, targets);
         assert_eq!(ended_results, vec![NoAnswer; 4]);
         assert_eq!(t, t0 + secs(80));
         assert_eq!(h.target_of(0), None);
         assert_eq!(h.target_of(5), None);
         assert_eq!(h.target_of(3).map(|x| x.volunteer_id.as_str()), Some("c"));
+    }
+
+    #[test]
+    fn volunteer_on_another_call_is_skipped_without_an_attempt() {
+        let t0 = Instant::now();
+        let mut h = hunt(&[("ann", false), ("bob", false)]);
+        h.start(t0);
+        assert_eq!(drain(&mut h), vec![StartRingback, dial(1, "ann")]);
+        h.handle(HuntInput::OnAnotherCall, t0);
+        // Bob takes attempt 1: Ann was never rung, so nothing is recorded for her.
+        assert_eq!(drain(&mut h), vec![dial(1, "bob")]);
+        assert_eq!(h.target_of(1), Some(&target("bob", false)));
+        assert_eq!(h.poll_timeout(), Some(t0 + secs(20)));
+        h.handle(HuntInput::OnAnotherCall, t0);
+        assert_eq!(drain(&mut h), vec![StopRingback, Exhausted]);
+        assert!(h.is_done());
+    }
+
+    #[test]
+    fn on_another_call_after_a_redirect_fails_the_attempt() {
+        let t0 = Instant::now();
+        let mut h = hunt(&[("ann", false), ("bob", false)]);
+        h.start(t0);
+        drain(&mut h);
+        h.handle(HuntInput::Redirect("sip:ann2@example.org".into()), t0);
+        drain(&mut h);
+        h.handle(HuntInput::OnAnotherCall, t0);
+        assert_eq!(drain(&mut h), vec![ended(1, Failed, None), dial(2, "bob")]);
     }
 }

@@ -13,6 +13,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::config::DESK_KEY;
+
 /// The menu as data, so the admin (via the config) decides keys, timeout and tries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MenuSpec {
@@ -30,8 +32,8 @@ impl Default for MenuSpec {
     /// The hotline's usual menu: stations 1-6, desk 0, 6 s, 3 tries.
     fn default() -> Self {
         MenuSpec {
-            valid_keys: vec!['1', '2', '3', '4', '5', '6', '0'],
-            desk_key: '0',
+            valid_keys: vec!['1', '2', '3', '4', '5', '6', DESK_KEY],
+            desk_key: DESK_KEY,
             timeout: Duration::from_secs(6),
             max_tries: 3,
         }

@@ -1,71 +1,119 @@
-//! Calls: the menu state machine and the call flow that drives it.
+//! Calls: the menu and hunt state machines, and the call flow that drives them.
+//!
+//! - [`flow`] is one call as straight-line async code; [`forward`] rings the
+//!   volunteers ([`hunt`] decides, [`ringback`] chooses what the caller hears),
+//!   [`bridge`] connects caller and volunteer, [`voicemail`] takes a message.
+//! - [`caller`] and [`volunteer`] are the two legs as the flow sees them: each hands
+//!   it one stream of events, SIP and media together, and applies media changes
+//!   itself. They are the only files here that call a `MediaSession`.
+//! - [`busy`] makes sure one volunteer is rung by one call at a time.
 
+pub mod bridge;
+pub mod busy;
+pub mod caller;
 pub mod flow;
 pub mod forward;
 pub mod hunt;
 pub mod menu;
+pub mod ringback;
+pub mod voicemail;
+pub mod volunteer;
 
-use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-use rsipstack::dialog::dialog_layer::DialogLayer;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Station, TrunkConfig};
+use crate::call::busy::BusyRegistry;
+use crate::call::menu::MenuSpec;
+use crate::config::{Config, Station, DESK_KEY};
 use crate::media::clock::MediaClock;
 use crate::media::prompts::{Prompt, PromptSet};
 use crate::media::session::PortPool;
 use crate::roster::{Phone, RosterHandle};
+use crate::sip::outbound::Dialer;
 use crate::store::Store;
 
 /// Everything a call needs from the daemon, shared by all calls.
 pub struct CallContext {
-    pub prompts: Arc<PromptSet>,
-    pub store: Store,
-    pub clock: MediaClock,
-    pub ports: PortPool,
-    pub stations: Vec<Station>,
-    pub public_ip: IpAddr,
-    pub rtp_timeout: Duration,
-    pub menu_timeout: Duration,
-    pub max_tries: u32,
-    /// Fires when the drain timeout of a shutdown has passed: calls still going end now.
-    pub shutdown: CancellationToken,
-    /// Who is on duty; swapped on reload, each hunt takes the roster of its moment.
-    pub roster: RosterHandle,
+    pub(crate) settings: CallSettings,
+    pub(crate) services: CallServices,
+    /// Places the outbound legs to volunteers.
+    pub(crate) dialer: Dialer,
+}
+
+/// What the admin's config says about calls, read once at start.
+#[derive(Debug, Clone)]
+pub(crate) struct CallSettings {
+    /// The menu's stations, the desk (key 0) included.
+    pub(crate) stations: Vec<Station>,
+    /// The address written into our SDP.
+    pub(crate) public_ip: IpAddr,
+    /// Hang up when a leg's audio stops this long (not while on hold).
+    pub(crate) rtp_timeout: Duration,
+    pub(crate) menu_timeout: Duration,
+    pub(crate) max_tries: u32,
+    pub(crate) ring_timeout: Duration,
+    pub(crate) screen_timeout: Duration,
+    pub(crate) voicemail: bool,
+    pub(crate) voicemail_dir: PathBuf,
+    pub(crate) voicemail_max: Duration,
+}
+
+impl CallSettings {
+    pub(crate) fn from_config(config: &Config, public_ip: IpAddr) -> CallSettings {
+        CallSettings {
+            stations: config.stations.clone(),
+            public_ip,
+            rtp_timeout: Duration::from_secs(config.media.rtp_timeout_s),
+            menu_timeout: Duration::from_secs(config.menu.timeout_s),
+            max_tries: config.menu.max_tries,
+            ring_timeout: Duration::from_secs(config.forward.ring_timeout_s),
+            screen_timeout: Duration::from_secs(config.forward.screen_timeout_s),
+            voicemail: config.forward.voicemail,
+            voicemail_dir: config.forward.voicemail_dir.clone(),
+            voicemail_max: Duration::from_secs(config.forward.voicemail_max_s),
+        }
+    }
+
+    /// The menu as the state machine takes it.
+    pub(crate) fn menu_spec(&self) -> MenuSpec {
+        MenuSpec {
+            valid_keys: self.stations.iter().map(|s| s.key).collect(),
+            desk_key: DESK_KEY,
+            timeout: self.menu_timeout,
+            max_tries: self.max_tries,
+        }
+    }
+}
+
+/// The daemon's shared services a call uses.
+pub(crate) struct CallServices {
+    pub(crate) prompts: Arc<PromptSet>,
+    /// The ringback tone, rendered once from `[forward] ringback`.
+    pub(crate) ringback: Arc<Prompt>,
+    pub(crate) store: Store,
+    pub(crate) clock: MediaClock,
+    pub(crate) ports: PortPool,
+    /// Who is on duty; swapped on reload. A call takes one snapshot at the key press
+    /// and keeps it to its end.
+    pub(crate) roster: RosterHandle,
     /// Volunteers being rung or talking, across all calls.
-    pub busy: Arc<Mutex<HashSet<String>>>,
-    pub trunk: Option<TrunkConfig>,
-    pub ring_timeout: Duration,
-    pub screen_timeout: Duration,
-    pub ringback: Arc<Prompt>,
-    pub voicemail: bool,
-    pub voicemail_dir: PathBuf,
-    pub voicemail_max: Duration,
-    /// For outbound legs: rsipstack's dialogs, our SIP address, our number.
-    pub dialogs: Arc<DialogLayer>,
-    pub sip_addr: SocketAddr,
-    pub number: String,
+    pub(crate) busy: BusyRegistry,
+    /// Fires when the drain timeout of a shutdown has passed: calls still going end now.
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl CallContext {
     /// The URI we dial for a roster phone: a SIP URI as written, a number through
     /// the trunk's domain; None for a number when no trunk is configured.
-    pub fn dial_uri(&self, phone: &Phone) -> Option<String> {
-        match (phone, &self.trunk) {
+    pub(crate) fn dial_uri(&self, phone: &Phone) -> Option<String> {
+        match (phone, self.dialer.trunk_domain()) {
             (Phone::Number(_), None) => None,
-            (_, trunk) => Some(phone.sip_uri(trunk.as_ref().map_or("", |t| t.domain.as_str()))),
+            (_, domain) => Some(phone.sip_uri(domain.unwrap_or(""))),
         }
-    }
-
-    /// The URI the roster gives for a volunteer, as we dial it.
-    pub fn roster_uri_of(&self, volunteer: &str) -> Option<String> {
-        let roster = self.roster.current();
-        self.dial_uri(&roster.volunteer(volunteer)?.phone)
     }
 }
 

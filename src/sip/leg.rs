@@ -1,7 +1,8 @@
 //! The caller's leg of a call, as the call flow sees it: answer, events, hang up.
 //!
-//! This is the small interface of our own that hides rsipstack's dialog API (see
-//! STYLE.md): the call flow never names an rsipstack type, so its API churn stops here.
+//! This is the small interface of our own that hides rsipstack's dialog API. The rule
+//! it serves: `call/` never names an rsipstack type, so the stack's API churn stops in
+//! `sip/`, and a fake leg could stand in for this one in a test of the call flow.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Request, StatusCode};
 
 use crate::sip::in_dialog::{self, InDialog, SdpState};
-use crate::sip::sdp::{Direction, Negotiated};
+use crate::sip::sdp::{self, Direction, Negotiated};
 
 /// Something that happened on the caller's leg.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,8 +49,6 @@ pub struct InboundLeg {
     pub caller: String,
     /// The number dialled: the Request-URI user part.
     pub dialed: String,
-    /// The INVITE's SDP body, if any.
-    pub offer_sdp: Option<String>,
     dialog: InviteDialog,
     dialogs: Arc<DialogLayer>,
     shared: Arc<Mutex<SdpState>>,
@@ -92,13 +91,12 @@ impl InboundLeg {
     /// Wrap a new server dialog. A task starts at once that answers in-dialog
     /// requests, so the call flow can `select!` on [`next_event`](Self::next_event)
     /// without ever cancelling a half-sent reply.
-    pub fn new(
+    pub(crate) fn new(
         dialog: InviteDialog,
         states: DialogStateReceiver,
         dialogs: Arc<DialogLayer>,
         req: &Request,
     ) -> Self {
-        let body = String::from_utf8_lossy(req.body()).to_string();
         let shared = Arc::new(Mutex::new(SdpState::default()));
         let (tx, events) = mpsc::channel(16);
         let pump = tokio::spawn(pump(dialog.clone(), states, shared.clone(), tx));
@@ -106,7 +104,6 @@ impl InboundLeg {
             call_id: dialog.id().call_id.clone(),
             caller: caller_of(req),
             dialed: dialed_of(req),
-            offer_sdp: (!body.trim().is_empty()).then_some(body),
             dialog,
             dialogs,
             shared,
@@ -117,33 +114,34 @@ impl InboundLeg {
         }
     }
 
-    /// Answer with 200 OK carrying `sdp` and wait for the ACK (RFC 3261 §13.3.1.4:
-    /// the 200 is retransmitted until then). Returns the ACK's body: the SDP answer
-    /// when the INVITE came without an offer. Err when the caller left first, or no
-    /// ACK came within Timer H.
+    /// Answer with 200 OK carrying our SDP and wait for the ACK (RFC 3261 §13.3.1.4:
+    /// the 200 is retransmitted until then). `offer` is the INVITE's negotiated offer;
+    /// without one, our offer goes in the 200 and the answer must come in the ACK
+    /// (RFC 3261 §13.2.1), which is returned. Err when the caller left first, no ACK
+    /// came within Timer H, or the ACK's answer is unusable.
     pub async fn answer(
         &mut self,
         local: LocalMedia,
-        negotiated: Option<Negotiated>,
-        sdp_body: String,
-    ) -> Result<Option<String>, LegEvent> {
+        offer: Option<Negotiated>,
+    ) -> Result<Option<Negotiated>, LegEvent> {
+        let body = match &offer {
+            Some(n) => sdp::answer(local.ip, local.port, n, local.session_id, local.version),
+            None => sdp::offer(local.ip, local.port, local.session_id, local.version),
+        };
         if let Ok(mut s) = self.shared.lock() {
             s.local = Some(local);
-            s.negotiated = negotiated;
+            s.negotiated = offer;
         }
         let headers = vec![Header::ContentType("application/sdp".into())];
-        if let Err(e) = self
-            .dialog
-            .accept(Some(headers), Some(sdp_body.into_bytes()))
-        {
+        if let Err(e) = self.dialog.accept(Some(headers), Some(body.into_bytes())) {
             self.ended = true;
             return Err(LegEvent::Failed(format!("could not send 200 OK: {e}")));
         }
-        loop {
+        let ack_body = loop {
             match self.events.recv().await {
                 Some(PumpEvent::Confirmed(ack_body)) => {
                     self.confirmed = true;
-                    return Ok(ack_body);
+                    break ack_body;
                 }
                 Some(PumpEvent::Leg(ev @ (LegEvent::HungUp | LegEvent::Failed(_)))) => {
                     self.ended = true;
@@ -155,19 +153,26 @@ impl InboundLeg {
                     return Err(LegEvent::Failed("dialog vanished".into()));
                 }
             }
+        };
+        if offer.is_some() {
+            return Ok(None);
         }
-    }
-
-    /// Remember what was negotiated (after an ACK carried the answer).
-    pub fn set_negotiated(&mut self, n: Negotiated) {
+        let answer = ack_body
+            .ok_or_else(|| LegEvent::Failed("the ACK carried no SDP answer to our offer".into()))?;
+        let n = sdp::parse(&answer)
+            .and_then(|a| sdp::negotiate_answer(&a))
+            .map_err(|e| LegEvent::Failed(format!("unusable SDP answer in the ACK: {e}")))?;
         if let Ok(mut s) = self.shared.lock() {
             s.negotiated = Some(n);
         }
+        Ok(Some(n))
     }
 
-    /// Refuse the call before answering.
-    pub fn reject(&mut self, status: StatusCode) {
-        let _ = self.dialog.reject(Some(status), None);
+    /// Refuse the call before answering: 503, we cannot take it now (no media ports).
+    pub fn refuse_unavailable(&mut self) {
+        let _ = self
+            .dialog
+            .reject(Some(StatusCode::ServiceUnavailable), None);
         self.ended = true;
     }
 

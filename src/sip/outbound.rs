@@ -1,8 +1,14 @@
 //! A call we place to a volunteer: the B2BUA's second leg, as the call flow sees it.
 //!
-//! Like [`crate::sip::leg`], it hides rsipstack: a pump task turns the dialog's states
-//! and the INVITE's final response into [`OutEvent`]s, answers in-dialog requests, and
-//! the leg removes its dialog from rsipstack's table when dropped.
+//! Like [`crate::sip::leg`], it hides rsipstack: the [`Dialer`] builds and sends the
+//! INVITE (From, Contact, the trunk's proxy and credentials), a pump task turns the
+//! dialog's states and the INVITE's final response into [`OutEvent`]s (SDP already
+//! negotiated), answers in-dialog requests, and the leg removes its dialog from
+//! rsipstack's table when dropped.
+//!
+//! A 200 OK that crosses our CANCEL (RFC 3261 §9.1) is ACKed and then ended with a BYE
+//! by rsipstack itself (`bye_2xx_of_cancelled`), even after the leg is dropped; the
+//! test `answer_crossing_our_cancel_is_acked_and_hung_up` pins that here.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -18,19 +24,22 @@ use rsipstack::transport::SipAddr;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::config::TrunkConfig;
 use crate::sip::in_dialog::{self, InDialog, SdpState};
 use crate::sip::leg::LocalMedia;
-use crate::sip::sdp::Negotiated;
+use crate::sip::sdp::{self, Negotiated};
+use crate::sip::stack::SipStack;
 
 /// What happened on the volunteer's leg.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutEvent {
     /// 180 (or 183 without SDP): their phone rings.
     Ringing,
-    /// 183 with SDP: their network plays its own ringback or announcement.
-    EarlyMedia(String),
-    /// 200 OK: they answered; the SDP answer.
-    Answered(String),
+    /// 183 with SDP: their network plays its own ringback or announcement; the
+    /// negotiated answer, or why it is unusable.
+    EarlyMedia(Result<Negotiated, String>),
+    /// 200 OK: they answered; the negotiated answer, or why it is unusable.
+    Answered(Result<Negotiated, String>),
     /// A final non-2xx: busy, declined, unavailable, or a 3xx with its first Contact.
     Rejected {
         status: u16,
@@ -46,28 +55,90 @@ pub enum OutEvent {
     Failed(String),
 }
 
-/// Everything needed to ring one volunteer.
-#[derive(Debug, Clone)]
-pub struct Dial {
-    /// The URI in the Request-URI and To: `sip:1001@192.0.2.10` or `sip:NUMBER@trunk`.
-    pub target: String,
-    /// Where to send it, when not the target's host (the trunk's proxy), "host:port".
-    pub proxy: Option<String>,
-    /// Our From URI user and host.
-    pub from_user: String,
-    pub from_host: String,
-    /// The resident's number, shown to the volunteer as the From display name.
-    pub caller_number: String,
-    /// Digest credentials for the trunk (401/407 are answered with them).
-    pub credential: Option<(String, String)>,
-    /// Our SDP offer, and what we answer re-INVITEs from.
-    pub offer: String,
-    pub local: LocalMedia,
+/// Places our calls to volunteers: knows our SIP address and number, and the trunk
+/// that numbers are called through.
+pub(crate) struct Dialer {
+    dialogs: Arc<DialogLayer>,
+    /// Our SIP address, for Contact and for From on direct calls.
+    contact: SocketAddr,
+    /// Our number, the From user on direct calls.
+    number: String,
+    trunk: Option<TrunkConfig>,
+}
+
+impl Dialer {
+    pub(crate) fn new(stack: &SipStack, number: String, trunk: Option<TrunkConfig>) -> Dialer {
+        Dialer {
+            dialogs: stack.dialogs.clone(),
+            contact: stack.public_addr(),
+            number,
+            trunk,
+        }
+    }
+
+    /// The trunk's domain, where a number N is called as `sip:N@domain`; None
+    /// without a trunk.
+    pub(crate) fn trunk_domain(&self) -> Option<&str> {
+        self.trunk.as_ref().map(|t| t.domain.as_str())
+    }
+
+    /// Send the INVITE to `target`, offering media at `local`. `via_trunk` sends it
+    /// to the trunk's proxy with its credentials (for phone numbers); otherwise it
+    /// goes to the URI's host. `caller_number` is shown to the volunteer as the From
+    /// display name. Errors are immediate refusals (a URI we cannot parse).
+    pub(crate) fn dial(
+        &self,
+        target: &str,
+        via_trunk: bool,
+        caller_number: &str,
+        local: LocalMedia,
+    ) -> Result<OutboundLeg, String> {
+        let trunk = self.trunk.as_ref().filter(|_| via_trunk);
+        let from_user = trunk
+            .and_then(|t| t.username.clone())
+            .unwrap_or_else(|| self.number.clone());
+        let from_host = trunk
+            .map(|t| t.domain.clone())
+            .unwrap_or_else(|| self.contact.to_string());
+        let callee = Uri::try_from(target).map_err(|e| format!("cannot call {target:?}: {e}"))?;
+        let caller = Uri::try_from(format!("sip:{from_user}@{from_host}").as_str())
+            .map_err(|e| format!("bad From: {e}"))?;
+        let contact_uri = Uri::try_from(format!("sip:{from_user}@{}", self.contact).as_str())
+            .map_err(|e| format!("bad Contact: {e}"))?;
+        let destination = match trunk {
+            Some(t) => Some(
+                Uri::try_from(format!("sip:{}", t.proxy).as_str())
+                    .ok()
+                    .and_then(|u| SipAddr::try_from(&u).ok())
+                    .ok_or_else(|| format!("bad trunk proxy {:?}", t.proxy))?,
+            ),
+            None => None,
+        };
+        let offer = sdp::offer(local.ip, local.port, local.session_id, local.version);
+        let opt = InviteOption {
+            caller_display_name: Some(caller_number.to_string()),
+            caller,
+            callee,
+            destination,
+            content_type: Some("application/sdp".into()),
+            offer: Some(offer.into_bytes()),
+            contact: contact_uri,
+            credential: trunk.and_then(|t| {
+                Some(Credential {
+                    username: t.username.clone()?,
+                    password: t.password.clone()?,
+                    realm: None,
+                    auth_username: None,
+                })
+            }),
+            ..Default::default()
+        };
+        OutboundLeg::invite(self.dialogs.clone(), opt, local, target)
+    }
 }
 
 /// An outbound leg in progress.
-pub struct OutboundLeg {
-    pub call_id: String,
+pub(crate) struct OutboundLeg {
     dialog: InviteDialog,
     dialogs: Arc<DialogLayer>,
     events: mpsc::Receiver<OutEvent>,
@@ -84,51 +155,19 @@ impl Drop for OutboundLeg {
 }
 
 impl OutboundLeg {
-    /// Send the INVITE. Errors are immediate refusals (a URI we cannot parse).
-    pub fn dial(
+    fn invite(
         dialogs: Arc<DialogLayer>,
-        contact: SocketAddr,
-        d: Dial,
+        opt: InviteOption,
+        local: LocalMedia,
+        target: &str,
     ) -> Result<OutboundLeg, String> {
-        let callee = Uri::try_from(d.target.as_str())
-            .map_err(|e| format!("cannot call {:?}: {e}", d.target))?;
-        let caller = Uri::try_from(format!("sip:{}@{}", d.from_user, d.from_host).as_str())
-            .map_err(|e| format!("bad From: {e}"))?;
-        let contact_uri = Uri::try_from(format!("sip:{}@{}", d.from_user, contact).as_str())
-            .map_err(|e| format!("bad Contact: {e}"))?;
-        let destination = match &d.proxy {
-            Some(p) => Some(
-                Uri::try_from(format!("sip:{p}").as_str())
-                    .ok()
-                    .and_then(|u| SipAddr::try_from(&u).ok())
-                    .ok_or_else(|| format!("bad trunk proxy {p:?}"))?,
-            ),
-            None => None,
-        };
-        let opt = InviteOption {
-            caller_display_name: Some(d.caller_number.clone()),
-            caller,
-            callee,
-            destination,
-            content_type: Some("application/sdp".into()),
-            offer: Some(d.offer.clone().into_bytes()),
-            contact: contact_uri,
-            credential: d.credential.clone().map(|(username, password)| Credential {
-                username,
-                password,
-                realm: None,
-                auth_username: None,
-            }),
-            ..Default::default()
-        };
         let (state_tx, mut states) = dialogs.new_dialog_state_channel();
         let (dialog, join) = dialogs
             .do_invite_async(opt, state_tx)
-            .map_err(|e| format!("cannot send INVITE to {}: {e}", d.target))?;
-        let call_id = dialog.id().call_id.clone();
+            .map_err(|e| format!("cannot send INVITE to {target}: {e}"))?;
         let (tx, events) = mpsc::channel(16);
         let shared = Arc::new(Mutex::new(SdpState {
-            local: Some(d.local),
+            local: Some(local),
             negotiated: None,
         }));
         let pump = tokio::spawn(async move {
@@ -148,7 +187,13 @@ impl OutboundLeg {
                     }, if join.is_some() => {
                         join = None;
                         let ev = on_final(res);
-                        answered = matches!(ev, OutEvent::Answered(_));
+                        if let OutEvent::Answered(n) = &ev {
+                            answered = true;
+                            // Re-INVITEs without an offer are answered from this.
+                            if let (Ok(n), Ok(mut s)) = (n, shared.lock()) {
+                                s.negotiated = Some(*n);
+                            }
+                        }
                         Some(ev)
                     }
                 };
@@ -164,7 +209,6 @@ impl OutboundLeg {
             }
         });
         Ok(OutboundLeg {
-            call_id,
             dialog,
             dialogs,
             events,
@@ -228,7 +272,7 @@ async fn on_state(state: DialogState, answered: bool, sdp: &Mutex<SdpState>) -> 
         DialogState::Early(_, resp) => {
             let body = String::from_utf8_lossy(resp.body()).to_string();
             if resp.status_code == StatusCode::SessionProgress && !body.trim().is_empty() {
-                Some(OutEvent::EarlyMedia(body))
+                Some(OutEvent::EarlyMedia(negotiate_answer(&body)))
             } else {
                 Some(OutEvent::Ringing)
             }
@@ -255,7 +299,7 @@ fn on_final(
             let status = u16::from(resp.status_code.clone());
             match resp.status_code.kind() {
                 StatusCodeKind::Successful => {
-                    OutEvent::Answered(String::from_utf8_lossy(resp.body()).to_string())
+                    OutEvent::Answered(negotiate_answer(&String::from_utf8_lossy(resp.body())))
                 }
                 StatusCodeKind::Redirection => OutEvent::Rejected {
                     status,
@@ -274,5 +318,128 @@ fn on_final(
         Ok(Ok((_, None))) => OutEvent::Failed("no final response".into()),
         Ok(Err(e)) => OutEvent::Failed(format!("INVITE failed: {e}")),
         Err(e) => OutEvent::Failed(format!("INVITE task failed: {e}")),
+    }
+}
+
+/// Our offer went in the INVITE; this is their answer (in a 183 or the 200).
+fn negotiate_answer(body: &str) -> Result<Negotiated, String> {
+    sdp::parse(body)
+        .and_then(|a| sdp::negotiate_answer(&a))
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::net::UdpSocket;
+    use tokio::time::timeout;
+
+    /// The value of header `name` in a SIP message (first occurrence).
+    fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+        msg.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    /// A response to `req` with the dialog headers copied (and a To tag).
+    fn response(req: &str, status: &str, contact: &str, body: &str) -> String {
+        let h = |n| header(req, n).unwrap_or_default();
+        let to = h("To");
+        let to = if to.contains("tag=") {
+            to.to_string()
+        } else {
+            format!("{to};tag=uas1")
+        };
+        let ctype = if body.is_empty() {
+            String::new()
+        } else {
+            "Content-Type: application/sdp\r\n".to_string()
+        };
+        format!(
+            "SIP/2.0 {status}\r\nVia: {}\r\nFrom: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n\
+             Contact: <{contact}>\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
+            h("Via"),
+            h("From"),
+            h("Call-ID"),
+            h("CSeq"),
+            body.len()
+        )
+    }
+
+    async fn recv(sock: &UdpSocket) -> (String, std::net::SocketAddr) {
+        let mut buf = vec![0u8; 65536];
+        let (n, from) = timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .expect("nothing from the stack within 5 s")
+            .expect("recv");
+        (String::from_utf8_lossy(&buf[..n]).to_string(), from)
+    }
+
+    /// RFC 3261 §9.1: a 200 OK can cross our CANCEL. Our leg is dropped as soon as it
+    /// is cancelled (the hunt has moved on), so it is rsipstack that must ACK the 200
+    /// and end that dialog with a BYE; nothing of ours does. This pins it.
+    #[tokio::test]
+    async fn answer_crossing_our_cancel_is_acked_and_hung_up() {
+        let stack = SipStack::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            None,
+            "hotline-test",
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap();
+        let _incoming = stack.start().await.unwrap();
+        let dialer = Dialer::new(&stack, "6289110".into(), None);
+        let uas = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let uas_addr = uas.local_addr().unwrap();
+        let contact = format!("sip:alice@{uas_addr}");
+        let local = LocalMedia {
+            ip: "127.0.0.1".parse().unwrap(),
+            port: 40000,
+            session_id: 1,
+            version: 1,
+        };
+        let mut leg = dialer.dial(&contact, false, "13912345678", local).unwrap();
+
+        let (invite, from) = recv(&uas).await;
+        assert!(invite.starts_with("INVITE "), "{invite}");
+        let ringing = response(&invite, "180 Ringing", &contact, "");
+        uas.send_to(ringing.as_bytes(), from).await.unwrap();
+        assert_eq!(leg.next_event().await, OutEvent::Ringing);
+
+        // We cancel; the phone answers the CANCEL and, crossing it, the INVITE.
+        let cancelling = tokio::spawn(async move {
+            leg.cancel().await;
+            drop(leg);
+        });
+        let (cancel, from) = recv(&uas).await;
+        assert!(cancel.starts_with("CANCEL "), "{cancel}");
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n\
+                   t=0 0\r\nm=audio 40002 RTP/AVP 0\r\n";
+        let ok = response(&invite, "200 OK", &contact, sdp);
+        uas.send_to(ok.as_bytes(), from).await.unwrap();
+        let cancel_ok = response(&cancel, "200 OK", &contact, "");
+        uas.send_to(cancel_ok.as_bytes(), from).await.unwrap();
+        timeout(Duration::from_secs(5), cancelling)
+            .await
+            .expect("cancel hung")
+            .unwrap();
+
+        // ACK for the 2xx (its own transaction), then a BYE; either may be retransmitted.
+        let mut acked = false;
+        loop {
+            let (msg, from) = recv(&uas).await;
+            if msg.starts_with("ACK ") {
+                acked = true;
+            } else if msg.starts_with("BYE ") {
+                assert!(acked, "BYE before the ACK of the crossing 200");
+                let bye_ok = response(&msg, "200 OK", &contact, "");
+                uas.send_to(bye_ok.as_bytes(), from).await.unwrap();
+                break;
+            }
+        }
+        stack.shutdown();
     }
 }

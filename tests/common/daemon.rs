@@ -6,11 +6,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use hotline::config::Config;
-use hotline::server::{Running, Server};
+use hotline::server::Server;
 use hotline::store::CallRow;
 use tempfile::TempDir;
 use tokio::time::{sleep, timeout, Instant};
@@ -135,7 +135,7 @@ pub fn test_config(tmp: &Path, prompts_dir: &Path, rtp_ports: (u16, u16)) -> Con
 
 /// A running daemon and the temporary folder holding its database and prompts.
 pub struct Daemon {
-    pub running: Running,
+    pub server: Arc<Server>,
     pub addr: SocketAddr,
     pub tmp: TempDir,
 }
@@ -156,16 +156,16 @@ impl Daemon {
         let prompts = write_short_prompts(&tmp.path().join("prompts"), len);
         let mut cfg = test_config(tmp.path(), &prompts, rtp_ports);
         tweak(&mut cfg);
-        let running = timeout(Duration::from_secs(20), Server::start(&cfg))
+        let server = timeout(Duration::from_secs(20), Server::start(&cfg))
             .await
             .expect("daemon start timed out")
             .expect("daemon start failed");
-        let addr = running.server.local_addr();
-        Daemon { running, addr, tmp }
+        let addr = server.local_addr();
+        Daemon { server, addr, tmp }
     }
 
     pub fn server(&self) -> &Server {
-        &self.running.server
+        &self.server
     }
 
     /// The call's record after flushing the write queue.
@@ -245,17 +245,26 @@ pub struct Heard {
 }
 
 /// The prompts heard, in order: consecutive frames of the same prompt make one run; a
-/// silent frame or a gap of more than 60 ms in arrival ends a run (so a menu played
-/// twice with silence between shows twice). Frames that are no prompt are dropped.
+/// silent frame, a change of SSRC, or a gap of more than 60 ms of *media time* (the RTP
+/// timestamp; a silent stream only advances it) ends a run, so a menu played twice
+/// with silence between shows twice. Frames that are no prompt are dropped.
+///
+/// Runs are cut by RTP timestamps, not by arrival times: on a loaded machine the
+/// frames of one prompt (sequence +1, timestamp +160 each) can arrive, or be read by
+/// this process, 100 ms or more apart, and cutting on that made one prompt look like
+/// several (issue 11 item 8).
 pub fn prompts_heard(packets: &[RtpPacket]) -> Vec<Heard> {
+    /// 60 ms at 8 kHz.
+    const MAX_GAP_SAMPLES: u32 = 480;
     let mut out: Vec<Heard> = Vec::new();
-    let mut prev: Option<(&'static str, Instant)> = None;
+    let mut prev: Option<(&'static str, u32, u32)> = None;
     for p in packets.iter().filter(|p| p.pt == 0 || p.pt == 8) {
         let label = classify_frame(&decode(p.pt, &p.payload));
         match label {
             Some(l) if l != "?" => {
-                let continues = matches!(prev, Some((pl, at)) if pl == l
-                    && p.arrival.duration_since(at) <= Duration::from_millis(60));
+                let continues = matches!(prev, Some((pl, ssrc, ts)) if pl == l
+                    && ssrc == p.ssrc
+                    && (1..=MAX_GAP_SAMPLES).contains(&p.ts.wrapping_sub(ts)));
                 if continues {
                     let h = out.last_mut().unwrap();
                     h.frames += 1;
@@ -268,7 +277,7 @@ pub fn prompts_heard(packets: &[RtpPacket]) -> Vec<Heard> {
                         last: p.arrival,
                     });
                 }
-                prev = Some((l, p.arrival));
+                prev = Some((l, p.ssrc, p.ts));
             }
             _ => prev = None,
         }

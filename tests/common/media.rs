@@ -50,6 +50,8 @@ struct Queue {
     pushed: u64,
     /// Audio looped in place of silence (a test tone standing for a voice).
     fill: Option<Vec<i16>>,
+    /// When the first packet of each RFC 4733 event was handed to the socket.
+    event_starts: Vec<Instant>,
 }
 
 /// Media of one call. Dropping it stops both tasks.
@@ -138,6 +140,11 @@ impl Media {
 
     pub fn packets(&self) -> Vec<RtpPacket> {
         lock(&self.received).packets.clone()
+    }
+
+    /// When the first packet of each RFC 4733 event sent so far left, in order.
+    pub fn event_starts(&self) -> Vec<Instant> {
+        lock(&self.queue).event_starts.clone()
     }
 
     pub fn pcm(&self) -> Vec<i16> {
@@ -239,8 +246,13 @@ async fn pace(
         };
         if let Some(pkt) = pkt {
             seq = seq.wrapping_add(1);
+            let event_start = pkt[1] & 0x80 != 0 && pkt[1] & 0x7F != audio_pt;
+            let at = Instant::now();
             // A lost packet is the daemon's problem to survive, not ours to report.
             let _ = sock.send_to(&pkt, remote).await;
+            if event_start {
+                lock(&queue).event_starts.push(at);
+            }
         }
         clock = clock.wrapping_add(FRAME_SAMPLES as u32);
         sent_tx.send_replace(sent);

@@ -993,6 +993,14 @@ impl Call {
         rtp_stats(&self.rtp_packets())
     }
 
+    /// When the first RTP packet of each RFC 4733 key sent so far left this phone.
+    pub fn dtmf_sent_at(&self) -> Vec<Instant> {
+        self.media
+            .as_ref()
+            .map(Media::event_starts)
+            .unwrap_or_default()
+    }
+
     /// RMS of the last `ms` milliseconds of received audio.
     pub fn rms_of_last(&self, ms: u32) -> f64 {
         let pcm = self.received_pcm();
