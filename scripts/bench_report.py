@@ -449,12 +449,12 @@ def cmd_udp_watch(out, seconds, ports):
     return 0
 
 
-LOG_LINE = re.compile(r"\b(ans|key|bye|inv|rtx) (\d*) (\d+)(?:\.\d+)? (\d+)(?:\.\d+)?")
+LOG_LINE = re.compile(r"\b(ans|key|byeok|bye|inv|rtx) (\d*) (\d+)(?:\.\d+)? (\d+)(?:\.\d+)?")
 
 
 def sipp_log(path):
     """{kind: {caller number: wall-clock seconds}} from a -trace_logs file."""
-    out = {"ans": {}, "key": {}, "bye": {}, "inv": {}, "rtx": {}}
+    out = {"ans": {}, "key": {}, "bye": {}, "byeok": {}, "inv": {}, "rtx": {}}
     try:
         with open(path, errors="replace") as f:
             for line in f:
@@ -576,6 +576,8 @@ def cmd_bridged(d, kv):
         f"{u_sent} sent by the volunteer")
     i2a = [clog["ans"][n] - t for n, t in clog["inv"].items() if n in clog["ans"]]
     add("INVITE->200 (caller)", fmt_pcts(i2a, 1000.0, 1))
+    b2o = [clog["byeok"][n] - t for n, t in clog["bye"].items() if n in clog["byeok"]]
+    add("BYE->200 (caller)", fmt_pcts(b2o, 1000.0, 1))
     k2i = [ulog["inv"][n] - t for n, t in clog["key"].items() if n in ulog["inv"]]
     add("key -> volunteer INVITE", fmt_pcts(k2i, 1000.0, 1)
         + f"; {len(clog['key']) - len(k2i)} keys never reached a volunteer")
@@ -590,6 +592,9 @@ def cmd_bridged(d, kv):
     add("daemon CPU", f"{cpu} ms over {wall} ms wall = "
         f"{100 * cpu / max(wall, 1):.0f}% of one core")
     add("daemon CPU per completed call", f"{cpu / ok:.2f} ms" if ok else "? (no call completed)")
+    placed = int(caller["created"]) if caller["created"].isdigit() else 0
+    if placed and ok < placed:
+        add("daemon CPU per placed call", f"{cpu / placed:.2f} ms ({placed - ok} calls not completed)")
     sipp_cpu = []
     for side in ("caller", "uas"):
         try:
