@@ -24,6 +24,8 @@ Subcommands, each printing plain text for the shell to read:
   bridged DIR                    the figures of one `scripts/bench bridged` run
                                  from the files in DIR, as "label<TAB>value" lines
   perf-groups PERF_DATA          where the daemon's samples went, by group
+  syscalls CSV PACKETS_PER_S     `perf stat -x, -I 1000` syscall counts, per second
+                                 and per packet the daemon should relay
 """
 
 import math
@@ -769,6 +771,37 @@ def cmd_perf_groups(path):
     return 0
 
 
+def cmd_syscalls(path, relayed_per_s):
+    """`perf stat -x, -I 1000` of syscall tracepoints: per second (the mean of the
+    whole 1 s intervals after the first, which starts as perf attaches) and per
+    packet the daemon should relay."""
+    per_interval = {}  # interval end (s) -> {name: count}
+    with open(path) as f:
+        for line in f:
+            parts = line.strip().split(",")
+            if line.startswith("#") or len(parts) < 4 or not parts[1].isdigit():
+                continue
+            name = parts[3].replace("syscalls:sys_enter_", "").replace("syscalls:sys_exit_", "exit_")
+            if name == "exit_recvfrom":
+                name = "recvfrom EAGAIN"
+            row = per_interval.setdefault(parts[0], {})
+            row[name] = row.get(name, 0) + int(parts[1])
+    ends = sorted(per_interval, key=float)
+    # Whole intervals only: not the first (perf attaching) nor a short last one.
+    rows = [(per_interval[b], float(b) - float(a)) for a, b in zip(ends, ends[1:])
+            if float(b) - float(a) >= 0.9]
+    per = float(relayed_per_s) or 1.0
+    if not rows:
+        print("no syscall counts")
+        return 1
+    names = {n for r, _ in rows for n in r}
+    secs = sum(d for _, d in rows)
+    mean = {n: sum(r.get(n, 0) for r, _ in rows) / secs for n in names}
+    for name, n in sorted(mean.items(), key=lambda x: -x[1]):
+        print(f"  {name:16s} {n:9.0f}/s  {n / per:5.2f} per packet to relay")
+    return 0
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -796,6 +829,8 @@ def main(argv):
         return cmd_connect(args[0], args[1])
     if cmd == "bridged":
         return cmd_bridged(args[0], dict(a.split("=", 1) for a in args[1:] if "=" in a))
+    if cmd == "syscalls":
+        return cmd_syscalls(args[0], args[1])
     if cmd == "perf-groups":
         return cmd_perf_groups(args[0])
     print(__doc__, file=sys.stderr)
