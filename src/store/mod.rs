@@ -8,8 +8,10 @@
 //! - [`event`]: the events and the enums stored as words.
 //! - [`rows`]: what reads return, and the `hotline calls` table.
 //! - `queue`: the write-behind queue and the writer task.
-//! - `sqlite`, `postgres`: one small SQL implementation per backend, each
-//!   with its own migrations folder under `migrations/`.
+//! - `backend`: what the store asks of a database; `sql`: the statements,
+//!   written once for both databases.
+//! - `sqlite`, `postgres`: what differs per database (connecting and its
+//!   migrations folder under `migrations/`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -63,6 +65,7 @@ mod postgres;
 mod queue;
 pub mod report;
 pub mod rows;
+mod sql;
 mod sqlite;
 
 pub use event::{AttemptResult, CallEvent, HangupBy, NewCall, Outcome};
@@ -184,7 +187,7 @@ pub struct Store {
 
 struct Inner {
     queue: Arc<Queue>,
-    backend: Backend,
+    backend: Arc<dyn Backend>,
     writer: JoinHandle<()>,
 }
 
@@ -206,7 +209,7 @@ impl Store {
     /// schema up to date and starts the writer task. Fails rather than
     /// starting without records, so a bad URL is seen at start.
     pub async fn open_with(url: &str, opts: StoreOptions) -> Result<Store, StoreError> {
-        let backend = Backend::open(url, &opts).await?;
+        let backend = backend::open(url, &opts).await?;
         let queue = Arc::new(Queue::new(opts.queue_capacity));
         let backoff = Backoff {
             initial: opts.retry_initial,
