@@ -262,6 +262,9 @@ fn validate(
 
     // [[shift]], remembering each one's line and weekly minutes for the overlap check.
     let mut placed: Vec<(Shift, usize, Vec<Range<u32>>)> = Vec::new();
+    // (station, volunteer) -> positions in `placed`, so each shift is checked
+    // against its own pair's shifts only.
+    let mut pairs: HashMap<(String, String), Vec<usize>> = HashMap::new();
     for s in raw.shift {
         let station = c.station("[[shift]]", &s.station);
         let volunteer = c.volunteer("[[shift]] volunteer", &s.volunteer, &ids);
@@ -294,9 +297,14 @@ fn validate(
         };
         let spans = weekly_minutes(&shift);
         let line = c.line(s.station.span());
-        if let Some((_, other, _)) = placed.iter().find(|(o, _, os)| {
-            o.station == shift.station && o.volunteer == shift.volunteer && overlaps(os, &spans)
-        }) {
+        let pair = pairs
+            .entry((shift.station.clone(), shift.volunteer.clone()))
+            .or_default();
+        if let Some((_, other, _)) = pair
+            .iter()
+            .map(|&i| &placed[i])
+            .find(|(_, _, os)| overlaps(os, &spans))
+        {
             c.error(
                 s.start.span(),
                 "[[shift]] start",
@@ -307,12 +315,14 @@ fn validate(
             );
             continue;
         }
+        pair.push(placed.len());
         placed.push((shift, line, spans));
     }
     roster.shifts = placed.into_iter().map(|(s, _, _)| s).collect();
 
     // [[override]]
     let mut covers: Vec<(Override, usize, Range<i64>)> = Vec::new();
+    let mut cover_pairs: HashMap<(String, String), Vec<usize>> = HashMap::new();
     for o in raw.overrides {
         let date = match parse_date(o.date.get_ref()) {
             Some(d) => Some(d),
@@ -364,12 +374,14 @@ fn validate(
             replaces,
         };
         let span = absolute_minutes(&cover);
-        if let Some((_, other, _)) = covers.iter().find(|(x, _, xs)| {
-            x.station == cover.station
-                && x.volunteer == cover.volunteer
-                && xs.start < span.end
-                && span.start < xs.end
-        }) {
+        let pair = cover_pairs
+            .entry((cover.station.clone(), cover.volunteer.clone()))
+            .or_default();
+        if let Some((_, other, _)) = pair
+            .iter()
+            .map(|&i| &covers[i])
+            .find(|(_, _, xs)| xs.start < span.end && span.start < xs.end)
+        {
             c.error(
                 o.date.span(),
                 "[[override]] date",
@@ -380,6 +392,7 @@ fn validate(
             );
             continue;
         }
+        pair.push(covers.len());
         covers.push((cover, o_line, span));
     }
     roster.overrides = covers.into_iter().map(|(o, _, _)| o).collect();
@@ -415,7 +428,7 @@ fn validate(
     }
 
     if c.errors.is_empty() {
-        Ok(roster)
+        Ok(roster.indexed())
     } else {
         c.errors.sort_by_key(|e| e.line);
         Err(ConfigErrors(c.errors))

@@ -1,7 +1,8 @@
 //! What the admin reads: coverage gaps for `hotline check`, the change summary
 //! for the reload log line, and the on-duty table for `hotline on-duty`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
@@ -143,18 +144,19 @@ impl Roster {
 }
 
 /// How many of `new` are not in `old`, and of `old` not in `new` (as multisets).
-fn set_diff<T: PartialEq>(new: &[T], old: &[T]) -> (usize, usize) {
-    let mut unmatched: Vec<&T> = old.iter().collect();
+fn set_diff<T: Hash + Eq>(new: &[T], old: &[T]) -> (usize, usize) {
+    let mut unmatched: HashMap<&T, usize> = HashMap::new();
+    for o in old {
+        *unmatched.entry(o).or_default() += 1;
+    }
     let mut added = 0;
     for n in new {
-        match unmatched.iter().position(|o| *o == n) {
-            Some(i) => {
-                unmatched.swap_remove(i);
-            }
-            None => added += 1,
+        match unmatched.get_mut(n) {
+            Some(count) if *count > 0 => *count -= 1,
+            _ => added += 1,
         }
     }
-    (added, unmatched.len())
+    (added, unmatched.values().sum())
 }
 
 fn who(v: &Volunteer) -> String {
