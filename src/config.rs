@@ -12,13 +12,11 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::str::FromStr;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
-
-use crate::call::menu::MenuSpec;
 
 /// The shipped configuration; also the defaults for every key left out.
 const EMBEDDED: &str = include_str!("../config/hotline.toml");
@@ -127,9 +125,9 @@ pub struct ForwardConfig {
     pub ring_timeout_s: u64,
     /// How long a screened volunteer has to press 1 before the hunt goes on.
     pub screen_timeout_s: u64,
-    /// Ringback tone while a volunteer's phone rings: "FREQ@ON/OFF" in Hz and ms
-    /// (China: 450 Hz, 1 s on, 4 s off).
-    pub ringback: String,
+    /// Ringback tone while a volunteer's phone rings, written "FREQ@ON/OFF" in
+    /// Hz and ms (China: 450 Hz, 1 s on, 4 s off).
+    pub ringback: Cadence,
     /// Take a message when nobody answers (else say "no volunteer is available,
     /// please call again later" and hang up).
     pub voicemail: bool,
@@ -137,6 +135,79 @@ pub struct ForwardConfig {
     pub voicemail_dir: PathBuf,
     /// Longest voicemail message.
     pub voicemail_max_s: u64,
+}
+
+/// A call-progress tone's frequencies and on/off rhythm, as the admin writes
+/// it: `"425@1000/4000"` (Europe), `"440+480@2000/4000"` (North America),
+/// `"400+450@400/200/400/2000"` (UK double ring). Only the numbers: the media
+/// layer makes the sound (`Cadence::prompt` in `media::tone`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cadence {
+    /// One or two frequencies in Hz, mixed.
+    pub freqs: Vec<f64>,
+    /// Alternating on and off durations in ms, starting with on (an even count).
+    pub pattern_ms: Vec<u32>,
+}
+
+/// Parsing admits only finite frequencies, so equality is total.
+impl Eq for Cadence {}
+
+/// Why a cadence string was refused; the message shows the expected shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid tone cadence {input:?}: {reason} (expected e.g. \"425@1000/4000\" or \"440+480@2000/4000\")")]
+pub struct CadenceError {
+    /// The text as written.
+    pub input: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl FromStr for Cadence {
+    type Err = CadenceError;
+
+    /// Parses a cadence such as `"450@1000/4000"`.
+    fn from_str(s: &str) -> Result<Cadence, CadenceError> {
+        let err = |reason| CadenceError {
+            input: s.to_string(),
+            reason,
+        };
+        let (freqs, pattern) = s.trim().split_once('@').ok_or(err("missing '@'"))?;
+        let freqs = freqs
+            .split('+')
+            .map(|f| f.trim().parse::<f64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| err("frequency is not a number"))?;
+        if freqs.is_empty() || freqs.len() > 2 {
+            return Err(err("give one or two frequencies"));
+        }
+        // Below the telephone band's Nyquist frequency (4 kHz), and audible.
+        if freqs.iter().any(|f| !(20.0..3900.0).contains(f)) {
+            return Err(err("frequency must be between 20 and 3900 Hz"));
+        }
+        let pattern_ms = pattern
+            .split('/')
+            .map(|p| p.trim().parse::<u32>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| err("durations must be whole milliseconds"))?;
+        if pattern_ms.len() % 2 != 0 {
+            return Err(err("durations come in on/off pairs"));
+        }
+        if pattern_ms.iter().step_by(2).any(|&on| on == 0) {
+            return Err(err("an 'on' duration is 0"));
+        }
+        if pattern_ms.iter().map(|&d| u64::from(d)).sum::<u64>() > 60_000 {
+            return Err(err("one period is longer than 60 s"));
+        }
+        Ok(Cadence { freqs, pattern_ms })
+    }
+}
+
+impl fmt::Display for Cadence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let freqs: Vec<String> = self.freqs.iter().map(|x| x.to_string()).collect();
+        let pattern: Vec<String> = self.pattern_ms.iter().map(|x| x.to_string()).collect();
+        write!(f, "{}@{}", freqs.join("+"), pattern.join("/"))
+    }
 }
 
 /// The SIP trunk that reaches mobile and landline numbers.
@@ -245,16 +316,6 @@ impl Config {
         self.sip.public_addr.unwrap_or(self.sip.listen.ip())
     }
 
-    /// The menu state machine's spec: station keys, desk 0, timeout, tries.
-    pub fn menu_spec(&self) -> MenuSpec {
-        MenuSpec {
-            valid_keys: self.stations.iter().map(|s| s.key).collect(),
-            desk_key: DESK_KEY,
-            timeout: Duration::from_secs(self.menu.timeout_s),
-            max_tries: self.menu.max_tries,
-        }
-    }
-
     /// The station a key picks, if any.
     pub fn station(&self, key: char) -> Option<&Station> {
         self.stations.iter().find(|s| s.key == key)
@@ -307,7 +368,10 @@ fn builtin_defaults() -> Config {
         forward: ForwardConfig {
             ring_timeout_s: 20,
             screen_timeout_s: 10,
-            ringback: "450@1000/4000".into(),
+            ringback: Cadence {
+                freqs: vec![450.0],
+                pattern_ms: vec![1000, 4000],
+            },
             voicemail: true,
             voicemail_dir: "data/voicemail".into(),
             voicemail_max_s: 120,
@@ -734,10 +798,10 @@ fn validate(raw: RawConfig, text: &str, source: &Path) -> Result<Config, ConfigE
         }
     }
     if let Some(v) = f.ringback {
-        if let Err(e) = crate::media::tone::parse_cadence(v.get_ref()) {
-            c.error(Some(v.span()), "[forward] ringback", e.to_string());
+        match v.get_ref().parse() {
+            Ok(cadence) => cfg.forward.ringback = cadence,
+            Err(e) => c.error(Some(v.span()), "[forward] ringback", e.to_string()),
         }
-        cfg.forward.ringback = v.into_inner();
     }
     if let Some(v) = f.voicemail {
         cfg.forward.voicemail = v;
@@ -922,10 +986,45 @@ mod tests {
         assert_eq!(cfg.station('3').unwrap().name, "心理咨询疏导站");
         assert_eq!(cfg.prompts_path(), PathBuf::from("prompts/zh"));
         assert_eq!(cfg.public_ip(), "127.0.0.1".parse::<IpAddr>().unwrap());
-        let spec = cfg.menu_spec();
-        assert_eq!(spec.desk_key, '0');
-        assert_eq!(spec.timeout, Duration::from_secs(6));
-        assert_eq!(spec.valid_keys.len(), 7);
+        // What the menu is built from: desk key 0, 6 s, seven keys.
+        assert_eq!(DESK_KEY, '0');
+        assert_eq!(cfg.menu.timeout_s, 6);
+        assert_eq!(cfg.stations.len(), 7);
+        assert_eq!(cfg.forward.ringback.to_string(), "450@1000/4000");
+    }
+
+    #[test]
+    fn parses_cadences() {
+        let c: Cadence = "450@1000/4000".parse().expect("valid");
+        assert_eq!(c.freqs, vec![450.0]);
+        assert_eq!(c.pattern_ms, vec![1000, 4000]);
+        assert_eq!(c.to_string(), "450@1000/4000");
+        let uk: Cadence = " 400+450 @ 400/200/400/2000 ".parse().expect("valid");
+        assert_eq!(uk.freqs, vec![400.0, 450.0]);
+        assert_eq!(uk.pattern_ms.iter().sum::<u32>(), 3000);
+        for bad in [
+            "",
+            "450",
+            "450@",
+            "x@1000/4000",
+            "450@1000",
+            "450@0/4000",
+            "5000@1000/4000",
+            "1+2+3@1/1",
+            "450@1000/-4",
+            "450@50000/50000",
+        ] {
+            let e = bad.parse::<Cadence>().expect_err(bad);
+            assert!(e.to_string().contains("expected e.g."), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_ringback_names_line_and_field() {
+        let e = one_error("[forward]\nringback = \"450@1000\"\n");
+        assert_eq!(e.line, Some(2));
+        assert_eq!(e.field.as_deref(), Some("[forward] ringback"));
+        assert!(e.message.contains("on/off pairs"), "{}", e.message);
     }
 
     #[test]
