@@ -10,13 +10,15 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::diag::{parse_toml, read_file, Checker};
+pub use crate::diag::{ConfigError, ConfigErrors};
 
 /// The shipped configuration; also the defaults for every key left out.
 const EMBEDDED: &str = include_str!("../config/hotline.toml");
@@ -231,69 +233,16 @@ pub struct DaemonConfig {
     pub drain_timeout_s: u64,
 }
 
-/// One problem in a config file, located so the admin can fix it at once.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    /// The file with the problem.
-    pub file: PathBuf,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// The key, e.g. `[menu] timeout_s`, when known.
-    pub field: Option<String>,
-    /// What is wrong and what was expected.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        write!(f, ": ")?;
-        if let Some(field) = &self.field {
-            write!(f, "{field}: ")?;
-        }
-        write!(f, "{}", self.message)
-    }
-}
-
-/// Every problem found in one file, so the admin fixes them in one round.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: None,
-                field: None,
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        Config::from_str(&text, path)
+        Config::from_str(&read_file(path)?, path)
     }
 
     /// Parses and validates config text; `source` names it in errors.
     #[allow(clippy::should_implement_trait)] // needs `source`, so not FromStr
     pub fn from_str(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&e, text, source)]))?;
-        validate(raw, text, source)
+        validate(parse_toml(text, source)?, text, source)
     }
 
     /// The shipped `config/hotline.toml`, for when the default file is absent.
@@ -533,30 +482,8 @@ impl<'de> Deserialize<'de> for KeyText {
 
 // ---- validation ----
 
-/// Collects semantic errors with their lines while building the [`Config`].
-struct Checker<'a> {
-    text: &'a str,
-    source: &'a Path,
-    errors: Vec<ConfigError>,
-}
-
-impl Checker<'_> {
-    fn error(&mut self, span: Option<Range<usize>>, field: &str, message: String) {
-        self.errors.push(ConfigError {
-            file: self.source.to_path_buf(),
-            line: span.map(|s| line_of(self.text, s.start)),
-            field: Some(field.to_string()),
-            message,
-        });
-    }
-}
-
 fn validate(raw: RawConfig, text: &str, source: &Path) -> Result<Config, ConfigErrors> {
-    let mut c = Checker {
-        text,
-        source,
-        errors: Vec::new(),
-    };
+    let mut c = Checker::new(text, source);
     let mut cfg = builtin_defaults();
     cfg.source = source.to_path_buf();
 
@@ -850,11 +777,7 @@ fn validate(raw: RawConfig, text: &str, source: &Path) -> Result<Config, ConfigE
         });
     }
 
-    if c.errors.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(ConfigErrors(c.errors))
-    }
+    c.finish(cfg)
 }
 
 /// `"20000-20999"` -> (20000, 20999): inclusive, first even, room for one RTP/RTCP pair.
@@ -874,84 +797,6 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
         ));
     }
     Ok((a, b))
-}
-
-/// Turns a toml/serde error into one naming file, line and key.
-fn toml_error(e: &toml::de::Error, text: &str, source: &Path) -> ConfigError {
-    let span = e.span();
-    ConfigError {
-        file: source.to_path_buf(),
-        line: span.as_ref().map(|s| line_of(text, s.start)),
-        field: span.and_then(|s| field_at(text, s)),
-        message: friendly(e.message()),
-    }
-}
-
-/// Rewrites serde's "invalid type: string \"six\", expected X" as
-/// "expected X, found \"six\"", which reads better after the key name.
-pub(crate) fn friendly(message: &str) -> String {
-    let message = message.trim();
-    for prefix in ["invalid type: ", "invalid value: "] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            if let Some((found, expected)) = rest.split_once(", expected ") {
-                let found = found
-                    .strip_prefix("string ")
-                    .or_else(|| found.strip_prefix("integer "))
-                    .unwrap_or(found);
-                return format!("expected {expected}, found {found}");
-            }
-        }
-    }
-    message.to_string()
-}
-
-/// 1-based line number of a byte offset.
-pub(crate) fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
-/// Best-effort `[table] key` for an error span: the key on the span's line, or the
-/// spanned text itself when the span is the key (unknown keys), under the nearest
-/// table header above.
-pub(crate) fn field_at(text: &str, span: Range<usize>) -> Option<String> {
-    let mut start = span.start.min(text.len());
-    while !text.is_char_boundary(start) {
-        start -= 1;
-    }
-    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    let line = &text[line_start..line_end];
-    let spanned = text.get(span.clone()).unwrap_or("").trim();
-
-    let is_header = line.trim_start().starts_with('[');
-    let key = if is_header {
-        spanned.trim_matches(|c| c == '[' || c == ']').to_string()
-    } else {
-        match line.split_once('=') {
-            Some((k, _)) if start >= line_start + k.len() => k.trim().to_string(),
-            _ => spanned.to_string(),
-        }
-    };
-    let table = text[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| match l.find(']') {
-            Some(i) if l.starts_with("[[") => &l[..(i + 2).min(l.len())],
-            Some(i) => &l[..=i],
-            None => l,
-        });
-    match (table, key.is_empty()) {
-        (_, true) => table.map(str::to_string),
-        (Some(t), false) if !is_header => Some(format!("{t} {key}")),
-        _ => Some(key),
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 pub mod call;
 pub mod config;
+pub(crate) mod diag;
 pub mod media;
 pub mod roster;
 pub mod server;

@@ -12,20 +12,13 @@ use serde::Deserialize;
 use toml::{Spanned, Value};
 
 use super::{Fallback, Override, Phone, Roster, Shift, TimeOfDay, Volunteer, DEFAULT_TIMEZONE};
-use crate::config::{field_at, friendly, line_of, ConfigError, ConfigErrors, Station};
+use crate::config::Station;
+use crate::diag::{parse_toml, read_file, Checker, ConfigErrors};
 
 impl Roster {
     /// Reads and validates a roster file against the configured stations.
     pub fn load(path: &Path, stations: &[Station]) -> Result<Roster, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: None,
-                field: None,
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        Roster::from_str(&text, path, stations)
+        Roster::from_str(&read_file(path)?, path, stations)
     }
 
     /// Parses and validates roster text; `source` names it in errors.
@@ -35,16 +28,7 @@ impl Roster {
         source: &Path,
         stations: &[Station],
     ) -> Result<Roster, ConfigErrors> {
-        let raw: RawRoster = toml::from_str(text).map_err(|e| {
-            let span = e.span();
-            ConfigErrors(vec![ConfigError {
-                file: source.to_path_buf(),
-                line: span.as_ref().map(|s| line_of(text, s.start)),
-                field: span.and_then(|s| field_at(text, s)),
-                message: friendly(e.message()),
-            }])
-        })?;
-        validate(raw, text, source, stations)
+        validate(parse_toml(text, source)?, text, source, stations)
     }
 }
 
@@ -101,36 +85,22 @@ struct RawFallback {
 
 // ---- validation ----
 
-/// Collects errors with their lines.
-struct Checker<'a> {
-    text: &'a str,
-    source: &'a Path,
+/// What entries are checked against: the configured stations, and the
+/// volunteers defined so far (id to the line of its `[[volunteer]]`).
+struct Known<'a> {
     stations: &'a [Station],
-    errors: Vec<ConfigError>,
+    volunteers: HashMap<String, usize>,
 }
 
-impl Checker<'_> {
-    fn error(&mut self, span: Range<usize>, field: &str, message: String) {
-        self.errors.push(ConfigError {
-            file: self.source.to_path_buf(),
-            line: Some(line_of(self.text, span.start)),
-            field: Some(field.to_string()),
-            message,
-        });
-    }
-
-    fn line(&self, span: Range<usize>) -> usize {
-        line_of(self.text, span.start)
-    }
-
+impl Known<'_> {
     /// The station id, if it is one of the configured stations.
-    fn station(&mut self, table: &str, v: &Spanned<String>) -> Option<String> {
+    fn station(&self, c: &mut Checker, table: &str, v: &Spanned<String>) -> Option<String> {
         let id = v.get_ref();
         if self.stations.iter().any(|s| &s.id == id) {
             return Some(id.clone());
         }
         let known: Vec<&str> = self.stations.iter().map(|s| s.id.as_str()).collect();
-        self.error(
+        c.error(
             v.span(),
             &format!("{table} station"),
             format!("unknown station {id:?} (stations: {})", known.join(", ")),
@@ -139,50 +109,45 @@ impl Checker<'_> {
     }
 
     /// The volunteer id, if some `[[volunteer]]` has it.
-    fn volunteer(
-        &mut self,
-        field: &str,
-        v: &Spanned<String>,
-        ids: &HashMap<String, usize>,
-    ) -> Option<String> {
+    fn volunteer(&self, c: &mut Checker, field: &str, v: &Spanned<String>) -> Option<String> {
         let id = v.get_ref();
-        if ids.contains_key(id) {
+        if self.volunteers.contains_key(id) {
             return Some(id.clone());
         }
-        self.error(
+        c.error(
             v.span(),
             field,
             format!("unknown volunteer {id:?}: add a [[volunteer]] with id = {id:?} first"),
         );
         None
     }
+}
 
-    /// A time value, "08:00" or a TOML local time; "24:00" only if `end`.
-    fn time(&mut self, field: &str, v: &Spanned<Value>, end: bool) -> Option<TimeOfDay> {
-        let parsed = match v.get_ref() {
-            Value::String(s) => parse_time(s),
-            Value::Datetime(dt) => match (dt.date, dt.time, dt.offset) {
-                (None, Some(t), None) if t.second == 0 && t.nanosecond == 0 => {
-                    TimeOfDay::new(t.hour.into(), t.minute.into()).ok_or(())
-                }
-                _ => Err(()),
-            },
-            _ => Err(()),
-        };
-        match parsed {
-            Ok(t) if t.minutes() < super::DAY_MINUTES || end => Some(t),
-            _ => {
-                let last = if end { "24:00" } else { "23:59" };
-                self.error(
-                    v.span(),
-                    field,
-                    format!(
-                        "expected a time \"HH:MM\" from \"00:00\" to \"{last}\", found {}",
-                        shown(v.get_ref())
-                    ),
-                );
-                None
+/// A time value, "08:00" or a TOML local time; "24:00" only if `end`.
+fn time(c: &mut Checker, field: &str, v: &Spanned<Value>, end: bool) -> Option<TimeOfDay> {
+    let parsed = match v.get_ref() {
+        Value::String(s) => parse_time(s),
+        Value::Datetime(dt) => match (dt.date, dt.time, dt.offset) {
+            (None, Some(t), None) if t.second == 0 && t.nanosecond == 0 => {
+                TimeOfDay::new(t.hour.into(), t.minute.into()).ok_or(())
             }
+            _ => Err(()),
+        },
+        _ => Err(()),
+    };
+    match parsed {
+        Ok(t) if t.minutes() < super::DAY_MINUTES || end => Some(t),
+        _ => {
+            let last = if end { "24:00" } else { "23:59" };
+            c.error(
+                v.span(),
+                field,
+                format!(
+                    "expected a time \"HH:MM\" from \"00:00\" to \"{last}\", found {}",
+                    shown(v.get_ref())
+                ),
+            );
+            None
         }
     }
 }
@@ -193,11 +158,10 @@ fn validate(
     source: &Path,
     stations: &[Station],
 ) -> Result<Roster, ConfigErrors> {
-    let mut c = Checker {
-        text,
-        source,
+    let mut c = Checker::new(text, source);
+    let mut known = Known {
         stations,
-        errors: Vec::new(),
+        volunteers: HashMap::new(),
     };
     let mut roster = Roster::empty();
     roster.source = source.to_path_buf();
@@ -218,7 +182,7 @@ fn validate(
     }
 
     // [[volunteer]]: id -> line of first definition.
-    let mut ids: HashMap<String, usize> = HashMap::new();
+    let ids = &mut known.volunteers;
     for v in raw.volunteer {
         let id = v.id.get_ref();
         if !valid_id(id) {
@@ -266,8 +230,8 @@ fn validate(
     // against its own pair's shifts only.
     let mut pairs: HashMap<(String, String), Vec<usize>> = HashMap::new();
     for s in raw.shift {
-        let station = c.station("[[shift]]", &s.station);
-        let volunteer = c.volunteer("[[shift]] volunteer", &s.volunteer, &ids);
+        let station = known.station(&mut c, "[[shift]]", &s.station);
+        let volunteer = known.volunteer(&mut c, "[[shift]] volunteer", &s.volunteer);
         let days = match parse_days(s.days.get_ref()) {
             Ok(d) => Some(d),
             Err(msg) => {
@@ -275,8 +239,8 @@ fn validate(
                 None
             }
         };
-        let start = c.time("[[shift]] start", &s.start, false);
-        let end = c.time("[[shift]] end", &s.end, true);
+        let start = time(&mut c, "[[shift]] start", &s.start, false);
+        let end = time(&mut c, "[[shift]] end", &s.end, true);
         if let (Some(a), Some(b)) = (start, end) {
             if a == b {
                 c.error(s.end.span(), "[[shift]] end", empty_span_message(a));
@@ -339,17 +303,19 @@ fn validate(
             }
         };
         let start = match &o.start {
-            Some(v) => c.time("[[override]] start", v, false),
+            Some(v) => time(&mut c, "[[override]] start", v, false),
             None => TimeOfDay::new(0, 0),
         };
         let end = match &o.end {
-            Some(v) => c.time("[[override]] end", v, true),
+            Some(v) => time(&mut c, "[[override]] end", v, true),
             None => TimeOfDay::new(24, 0),
         };
-        let station = c.station("[[override]]", &o.station);
-        let volunteer = c.volunteer("[[override]] volunteer", &o.volunteer, &ids);
+        let station = known.station(&mut c, "[[override]]", &o.station);
+        let volunteer = known.volunteer(&mut c, "[[override]] volunteer", &o.volunteer);
         let replaces = match &o.replaces {
-            Some(r) => c.volunteer("[[override]] replaces", r, &ids).map(Some),
+            Some(r) => known
+                .volunteer(&mut c, "[[override]] replaces", r)
+                .map(Some),
             None => Some(None),
         };
         if let (Some(a), Some(b)) = (start, end) {
@@ -400,10 +366,10 @@ fn validate(
     // [[fallback]]: one per station.
     let mut fallback_lines: HashMap<String, usize> = HashMap::new();
     for f in raw.fallback {
-        let station = c.station("[[fallback]]", &f.station);
+        let station = known.station(&mut c, "[[fallback]]", &f.station);
         let mut volunteers = Vec::new();
         for v in &f.volunteers {
-            if let Some(id) = c.volunteer("[[fallback]] volunteers", v, &ids) {
+            if let Some(id) = known.volunteer(&mut c, "[[fallback]] volunteers", v) {
                 if !volunteers.contains(&id) {
                     volunteers.push(id);
                 }
@@ -427,12 +393,7 @@ fn validate(
         });
     }
 
-    if c.errors.is_empty() {
-        Ok(roster.indexed())
-    } else {
-        c.errors.sort_by_key(|e| e.line);
-        Err(ConfigErrors(c.errors))
-    }
+    c.finish(roster.indexed())
 }
 
 fn empty_span_message(t: TimeOfDay) -> String {
@@ -665,6 +626,7 @@ fn absolute_minutes(o: &Override) -> Range<i64> {
 mod tests {
     use super::super::tests::{roster, stations};
     use super::*;
+    use crate::diag::ConfigError;
 
     fn errors(text: &str) -> Vec<ConfigError> {
         match Roster::from_str(text, Path::new("roster.toml"), &stations()) {
