@@ -15,6 +15,8 @@
 
 mod parse;
 mod report;
+mod validate;
+mod values;
 mod watch;
 
 use std::collections::HashMap;

@@ -7,7 +7,7 @@ use std::hash::Hash;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 
-use super::parse::weekly_minutes;
+use super::values::weekly_minutes;
 use super::{Roster, Shift, Volunteer, DESK};
 use crate::config::Station;
 
