@@ -33,7 +33,7 @@ pub(super) fn builtin_defaults() -> Config {
         menu: MenuConfig {
             language: "zh".into(),
             prompts_dir: "prompts".into(),
-            timeout_s: 6,
+            timeout_s: DEFAULT_MENU_TIMEOUT_S,
             max_tries: 3,
         },
         stations: vec![
@@ -43,7 +43,7 @@ pub(super) fn builtin_defaults() -> Config {
             station('4', "assistance", "帮扶助困服务站"),
             station('5', "culture", "文体娱乐活动站"),
             station('6', "party", "党建理论宣传站"),
-            station('0', "desk", "值班接待"),
+            station(DESK_KEY, DESK_ID, "值班接待"),
         ],
         roster: RosterConfig {
             file: "config/roster.toml".into(),

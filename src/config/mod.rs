@@ -38,6 +38,12 @@ pub const LANGUAGES: &[&str] = &["zh", "en"];
 /// Key of the duty desk, which every configuration must have.
 pub const DESK_KEY: char = '0';
 
+/// Station id of the duty desk, as the roster names it (`roster::DESK`).
+pub const DESK_ID: &str = "desk";
+
+/// `[menu] timeout_s` when left out: how long the menu waits for a key.
+pub const DEFAULT_MENU_TIMEOUT_S: u64 = 6;
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {

@@ -30,7 +30,7 @@ pub use report::{format_on_duty, parse_at};
 pub use watch::{watch, ChangeDetector, FileStamp, RosterHandle, WatchAction};
 
 /// Station id of the duty desk, whose volunteers back up every other station.
-pub const DESK: &str = "desk";
+pub const DESK: &str = crate::config::DESK_ID;
 
 /// The timezone used when the file names none.
 pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Asia::Shanghai;

@@ -178,7 +178,10 @@ pub(super) fn shown(v: &Value) -> String {
     }
 }
 
-const WEEK_MINUTES: u32 = 7 * 24 * 60;
+/// Minutes in a day and in a week (Monday 00:00 = 0), for the arithmetic below
+/// and the gap report.
+pub(super) const DAY: u32 = super::DAY_MINUTES as u32;
+pub(super) const WEEK: u32 = 7 * DAY;
 
 /// The minutes of the week (Monday 00:00 = 0) a shift covers, wrapped at Sunday midnight.
 pub(super) fn weekly_minutes(s: &Shift) -> Vec<Range<u32>> {
@@ -186,17 +189,17 @@ pub(super) fn weekly_minutes(s: &Shift) -> Vec<Range<u32>> {
     let len = if start < end {
         end - start
     } else {
-        end + 1440 - start
+        end + DAY - start
     };
     let mut out = Vec::new();
     for d in &s.days {
-        let a = d.num_days_from_monday() * 1440 + start;
+        let a = d.num_days_from_monday() * DAY + start;
         let b = a + len;
-        if b <= WEEK_MINUTES {
+        if b <= WEEK {
             out.push(a..b);
         } else {
-            out.push(a..WEEK_MINUTES);
-            out.push(0..b - WEEK_MINUTES);
+            out.push(a..WEEK);
+            out.push(0..b - WEEK);
         }
     }
     out
@@ -213,8 +216,12 @@ pub(super) fn absolute_minutes(o: &Override) -> Range<i64> {
         .date
         .signed_duration_since(NaiveDate::default())
         .num_days()
-        * 1440;
+        * i64::from(DAY);
     let (start, end) = (i64::from(o.start.minutes()), i64::from(o.end.minutes()));
-    let end = if start < end { end } else { end + 1440 };
+    let end = if start < end {
+        end
+    } else {
+        end + i64::from(DAY)
+    };
     day + start..day + end
 }

@@ -77,6 +77,10 @@ pub use rows::{
 use backend::Backend;
 use queue::{Backoff, Queue};
 
+/// Connections per database pool: the writer task's, and a few for reads
+/// (`hotline calls`, reports) alongside it.
+const POOL_CONNECTIONS: u32 = 4;
+
 /// Why the store could not open, read or flush. Messages are for the
 /// operator; URLs in them have their password hidden.
 #[derive(Debug, thiserror::Error)]

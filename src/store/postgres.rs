@@ -8,7 +8,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::Postgres;
 
 use super::sql::SqlBackend;
-use super::{redact_url, StoreError, StoreOptions};
+use super::{redact_url, StoreError, StoreOptions, POOL_CONNECTIONS};
 
 /// Connects (into `opts.pg_schema` if given, creating it) and migrates.
 pub(crate) async fn open(
@@ -25,7 +25,7 @@ pub(crate) async fn open(
         connect = connect.options([("search_path", schema)]);
     }
     let pool = PgPoolOptions::new()
-        .max_connections(4)
+        .max_connections(POOL_CONNECTIONS)
         .acquire_timeout(opts.connect_timeout)
         .connect_with(connect)
         .await

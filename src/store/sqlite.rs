@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::Sqlite;
 
 use super::sql::SqlBackend;
-use super::{redact_url, StoreError, StoreOptions};
+use super::{redact_url, StoreError, StoreOptions, POOL_CONNECTIONS};
 
 /// Creates the folder and file if needed, connects and migrates.
 pub(crate) async fn open(url: &str, opts: &StoreOptions) -> Result<SqlBackend<Sqlite>, StoreError> {
@@ -25,7 +25,7 @@ pub(crate) async fn open(url: &str, opts: &StoreOptions) -> Result<SqlBackend<Sq
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(opts.sqlite_busy_timeout);
     let pool = SqlitePoolOptions::new()
-        .max_connections(4)
+        .max_connections(POOL_CONNECTIONS)
         .acquire_timeout(opts.connect_timeout)
         .connect_with(connect)
         .await
