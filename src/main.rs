@@ -178,7 +178,9 @@ async fn wait_for_signal(server: &Server) {
                     _ = int.recv() => return,
                     _ = hup.recv() => {
                         info!("SIGHUP: re-reading the roster");
-                        server.reload_roster();
+                        // Reading and checking the file blocks: tell the
+                        // runtime, so calls move to the other workers meanwhile.
+                        tokio::task::block_in_place(|| server.reload_roster());
                     }
                 }
             },

@@ -131,42 +131,61 @@ impl ChangeDetector {
 /// Watches `path` by polling its modification time and size every `interval`,
 /// reloading into `handle` when it changes, and logging the outcome. Runs until
 /// the task is aborted. SIGHUP is the daemon's business (it calls
-/// [`RosterHandle::reload`]).
+/// [`RosterHandle::reload`]). The look and the reload touch the disk and parse
+/// a file that may hold thousands of entries, so both run on tokio's blocking
+/// threads, never on the async workers that carry the calls.
 pub fn watch(
     handle: RosterHandle,
     path: PathBuf,
     stations: Vec<Station>,
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
+    let path: Arc<Path> = path.into();
+    let stations: Arc<[Station]> = stations.into();
     tokio::spawn(async move {
-        let stamp = |p: &Path| std::fs::metadata(p).ok().map(|m| FileStamp::of(&m));
-        let mut detector = ChangeDetector::new(stamp(&path));
+        let mut detector = ChangeDetector::new(stamp(&path).await);
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shown = path.display();
         loop {
             tick.tick().await;
-            match detector.observe(stamp(&path)) {
+            match detector.observe(stamp(&path).await) {
                 WatchAction::Nothing => {}
                 WatchAction::Missing => tracing::warn!(
                     "roster {shown} cannot be read any more, keeping the previous roster"
                 ),
-                WatchAction::Reload => match handle.reload(&path, &stations) {
-                    Ok(changes) => {
-                        let changes = if changes.is_empty() {
-                            "no changes".to_string()
-                        } else {
-                            changes.join("; ")
-                        };
-                        tracing::info!("roster reloaded from {shown}: {changes}");
+                WatchAction::Reload => {
+                    let (handle, path, stations) = (handle.clone(), path.clone(), stations.clone());
+                    let reloaded =
+                        tokio::task::spawn_blocking(move || handle.reload(&path, &stations)).await;
+                    match reloaded {
+                        Ok(Ok(changes)) => {
+                            let changes = if changes.is_empty() {
+                                "no changes".to_string()
+                            } else {
+                                changes.join("; ")
+                            };
+                            tracing::info!("roster reloaded from {shown}: {changes}");
+                        }
+                        Ok(Err(errors)) => tracing::error!(
+                            "roster {shown} rejected, keeping the previous roster:\n{errors}"
+                        ),
+                        Err(e) => tracing::error!(
+                            "roster {shown} reload failed ({e}), keeping the previous roster"
+                        ),
                     }
-                    Err(errors) => tracing::error!(
-                        "roster {shown} rejected, keeping the previous roster:\n{errors}"
-                    ),
-                },
+                }
             }
         }
     })
+}
+
+/// The file's stamp now (`None`: it cannot be read), from a blocking thread.
+async fn stamp(path: &Path) -> Option<FileStamp> {
+    tokio::fs::metadata(path)
+        .await
+        .ok()
+        .map(|m| FileStamp::of(&m))
 }
 
 #[cfg(test)]
