@@ -1,4 +1,5 @@
-//! `hotline`: run the daemon, check a configuration, or list recent calls.
+//! `hotline`: run the daemon, check a configuration, list recent calls, show
+//! who is on duty, or count the calls for the community's report.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,7 +33,7 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Validate the configuration and the prompts; exit non-zero on any error.
+    /// Validate the configuration, the prompts and the roster; exit non-zero on any error.
     Check {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,

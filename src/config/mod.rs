@@ -7,10 +7,10 @@
 //! Config is a leaf: it imports nothing from the rest of the daemon, and the
 //! callers build their own types from its plain data.
 //!
-//! Parsing is two steps: serde reads a "raw" shape ([`raw`]) where every key is
+//! Parsing is two steps: serde reads a "raw" shape (`raw`) where every key is
 //! optional and the values we check keep their `toml::Spanned` position; then
-//! `validate` turns it into [`Config`] ([`model`]), filling defaults
-//! ([`defaults`]) and collecting every semantic error at once.
+//! `validate` turns it into [`Config`] (`model`), filling defaults
+//! (`defaults`) and collecting every semantic error at once.
 
 mod cadence;
 mod defaults;

@@ -27,7 +27,7 @@ pub struct Config {
     pub forward: ForwardConfig,
     /// The SIP trunk for phone numbers; None when every volunteer has a SIP URI.
     pub trunk: Option<TrunkConfig>,
-    /// The file it came from, or [`EMBEDDED_SOURCE`]; for log lines and errors.
+    /// The file it came from, or [`EMBEDDED_SOURCE`](super::EMBEDDED_SOURCE); for log lines and errors.
     pub source: PathBuf,
 }
 
@@ -66,7 +66,7 @@ pub struct DatabaseConfig {
 /// Menu prompts and timing; the keys themselves come from the stations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MenuConfig {
-    /// Prompt language, one of [`LANGUAGES`].
+    /// Prompt language, one of [`LANGUAGES`](super::LANGUAGES).
     pub language: String,
     /// Folder with one sub-folder per language.
     pub prompts_dir: PathBuf,

@@ -1,9 +1,10 @@
 //! The duty roster (`config/roster.toml`): which volunteer answers for which
 //! station, and when.
 //!
-//! Like the menu, the roster is data the admin edits by hand. It is validated on
-//! load with errors naming file, line and field ([`parse`]), and the daemon swaps
-//! it in while running without dropping calls ([`watch`]).
+//! Like the menu, the roster is data the admin edits by hand. It is read
+//! (`parse`) and validated on load with errors naming file, line and field
+//! (`validate`, `values`), indexed so a hunt list costs only the entries it
+//! names, and swapped in while running without dropping calls ([`watch()`]).
 //!
 //! Everything here except loading and watching is plain data and pure functions of
 //! a UTC instant, so "who is called for health on a Saturday at 07:00" is a unit
