@@ -4,11 +4,11 @@
 
 use std::str::FromStr;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::Postgres;
 
-use super::sql::SqlBackend;
-use super::{redact_url, StoreError, StoreOptions, POOL_CONNECTIONS};
+use super::sql::{connect_pool, SqlBackend};
+use super::{redact_url, StoreError, StoreOptions};
 
 /// Connects (into `opts.pg_schema` if given, creating it) and migrates.
 pub(crate) async fn open(
@@ -24,15 +24,7 @@ pub(crate) async fn open(
         check_schema_name(schema)?;
         connect = connect.options([("search_path", schema)]);
     }
-    let pool = PgPoolOptions::new()
-        .max_connections(POOL_CONNECTIONS)
-        .acquire_timeout(opts.connect_timeout)
-        .connect_with(connect)
-        .await
-        .map_err(|source| StoreError::Connect {
-            url: shown.clone(),
-            source,
-        })?;
+    let pool = connect_pool(connect, &shown, opts).await?;
     if let Some(schema) = &opts.pg_schema {
         // The name was checked to be a plain identifier above.
         sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -45,11 +37,7 @@ pub(crate) async fn open(
             source,
         })?;
     }
-    sqlx::migrate!("migrations/postgres")
-        .run(&pool)
-        .await
-        .map_err(|source| StoreError::Migrate { url: shown, source })?;
-    Ok(SqlBackend { pool })
+    SqlBackend::migrated(pool, &sqlx::migrate!("migrations/postgres"), shown).await
 }
 
 /// Only plain identifiers, because the name is spliced into `CREATE SCHEMA`

@@ -5,16 +5,58 @@
 //! schemas) lives in `sqlite.rs` and `postgres.rs`.
 
 use async_trait::async_trait;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use sqlx::migrate::{Migrate, Migrator};
+use sqlx::pool::PoolOptions;
+use sqlx::{
+    ColumnIndex, Connection, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type,
+};
 
 use super::backend::Backend;
 use super::event::{db_time, CallEvent};
 use super::report::{ReportAttempt, ReportCall};
 use super::rows::{attempt_from_row, call_from_row, AttemptRow, CallRow};
+use super::{StoreError, StoreOptions, POOL_CONNECTIONS};
 
 /// A pool of either database, and the shared SQL run on it.
 pub(crate) struct SqlBackend<DB: Database> {
     pub(crate) pool: Pool<DB>,
+}
+
+/// A pool on `connect`, sized and timed alike for both databases; `shown`
+/// (the URL, password hidden) names it in the error.
+pub(crate) async fn connect_pool<DB: Database>(
+    connect: <DB::Connection as Connection>::Options,
+    shown: &str,
+    opts: &StoreOptions,
+) -> Result<Pool<DB>, StoreError> {
+    PoolOptions::<DB>::new()
+        .max_connections(POOL_CONNECTIONS)
+        .acquire_timeout(opts.connect_timeout)
+        .connect_with(connect)
+        .await
+        .map_err(|source| StoreError::Connect {
+            url: shown.to_string(),
+            source,
+        })
+}
+
+impl<DB: Database> SqlBackend<DB>
+where
+    DB::Connection: Migrate,
+{
+    /// The backend on `pool` once its schema is brought up to date by
+    /// `migrations` (each database has its own folder under `migrations/`).
+    pub(crate) async fn migrated(
+        pool: Pool<DB>,
+        migrations: &Migrator,
+        shown: String,
+    ) -> Result<Self, StoreError> {
+        migrations
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate { url: shown, source })?;
+        Ok(SqlBackend { pool })
+    }
 }
 
 /// Each driver's result type counts the rows a statement touched, but no

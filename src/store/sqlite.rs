@@ -6,11 +6,11 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::Sqlite;
 
-use super::sql::SqlBackend;
-use super::{redact_url, StoreError, StoreOptions, POOL_CONNECTIONS};
+use super::sql::{connect_pool, SqlBackend};
+use super::{redact_url, StoreError, StoreOptions};
 
 /// Creates the folder and file if needed, connects and migrates.
 pub(crate) async fn open(url: &str, opts: &StoreOptions) -> Result<SqlBackend<Sqlite>, StoreError> {
@@ -24,20 +24,8 @@ pub(crate) async fn open(url: &str, opts: &StoreOptions) -> Result<SqlBackend<Sq
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(opts.sqlite_busy_timeout);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(POOL_CONNECTIONS)
-        .acquire_timeout(opts.connect_timeout)
-        .connect_with(connect)
-        .await
-        .map_err(|source| StoreError::Connect {
-            url: shown.clone(),
-            source,
-        })?;
-    sqlx::migrate!("migrations/sqlite")
-        .run(&pool)
-        .await
-        .map_err(|source| StoreError::Migrate { url: shown, source })?;
-    Ok(SqlBackend { pool })
+    let pool = connect_pool(connect, &shown, opts).await?;
+    SqlBackend::migrated(pool, &sqlx::migrate!("migrations/sqlite"), shown).await
 }
 
 /// `sqlite://data/hotline.db` should just work on a fresh install, so make
