@@ -88,17 +88,19 @@ pub(crate) fn parse_toml<T: DeserializeOwned>(
 
 /// Collects the problems a validator finds, each with its line and field.
 pub(crate) struct Checker<'a> {
-    text: &'a str,
     source: &'a Path,
+    /// Byte offsets of the text's newlines, so a line costs a binary search
+    /// however large the file (a district roster has tens of thousands).
+    newlines: Vec<usize>,
     errors: Vec<ConfigError>,
 }
 
 impl<'a> Checker<'a> {
     /// A checker for `text`, read from `source`.
-    pub(crate) fn new(text: &'a str, source: &'a Path) -> Checker<'a> {
+    pub(crate) fn new(text: &str, source: &'a Path) -> Checker<'a> {
         Checker {
-            text,
             source,
+            newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
             errors: Vec::new(),
         }
     }
@@ -113,7 +115,7 @@ impl<'a> Checker<'a> {
     ) {
         self.errors.push(ConfigError {
             file: self.source.to_path_buf(),
-            line: span.into().map(|s| line_of(self.text, s.start)),
+            line: span.into().map(|s| self.line(s)),
             field: Some(field.to_string()),
             message,
         });
@@ -121,7 +123,8 @@ impl<'a> Checker<'a> {
 
     /// The 1-based line where `span` starts, for "already used at line N".
     pub(crate) fn line(&self, span: Range<usize>) -> usize {
-        line_of(self.text, span.start)
+        // As `line_of`: one more than the newlines before the span.
+        self.newlines.partition_point(|&nl| nl < span.start) + 1
     }
 
     /// `value` if nothing was wrong, else every problem in line order.
@@ -235,6 +238,9 @@ mod tests {
         c.error(12..13, "c", "third".into());
         c.error(None, "all", "somewhere".into());
         c.error(0..1, "a", "first".into());
+        assert_eq!(c.line(6..7), line_of(text, 6));
+        assert_eq!(c.line(5..6), line_of(text, 5));
+        assert_eq!(c.line(99..99), line_of(text, 99));
         let errs = c.finish(()).unwrap_err().to_string();
         assert_eq!(
             errs,

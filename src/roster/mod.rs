@@ -74,11 +74,13 @@ struct Index {
     replacing: HashMap<NaiveDate, Vec<(usize, usize)>>,
 }
 
-/// One station's entries, in file order: `(entry position, volunteer position)`.
+/// One station's entries, in file order: overrides as `(entry position,
+/// volunteer position)`.
 #[derive(Clone, Default)]
 struct StationIndex {
     overrides: Vec<(usize, usize)>,
-    shifts: Vec<(usize, usize)>,
+    /// `(hours, volunteer position)`.
+    shifts: Vec<(Week, usize)>,
     /// The fallback's volunteers, in calling order.
     fallback: Vec<usize>,
 }
@@ -202,11 +204,41 @@ pub struct Shift {
 impl Shift {
     /// Whether the shift is on at local `minute` of `day`.
     pub fn covers(&self, day: Weekday, minute: u16) -> bool {
-        let on = |d: Weekday| self.days.contains(&d);
+        Week::of(self).covers(day, minute)
+    }
+}
+
+/// A shift's days and hours packed in 6 bytes (days as bits, Monday = bit 0):
+/// what the hunt list tests for every shift of a station, kept in the index
+/// so that test touches no heap memory.
+#[derive(Debug, Clone, Copy)]
+struct Week {
+    days: u8,
+    start: u16,
+    end: u16,
+}
+
+impl Week {
+    fn of(s: &Shift) -> Week {
+        Week {
+            days: s.days.iter().fold(0, |bits, d| bits | Week::bit(*d)),
+            start: s.start.0,
+            end: s.end.0,
+        }
+    }
+
+    fn bit(d: Weekday) -> u8 {
+        1 << d.num_days_from_monday()
+    }
+
+    /// Whether the shift is on at local `minute` of `day`; an end at or
+    /// before the start runs into the next day.
+    fn covers(self, day: Weekday, minute: u16) -> bool {
+        let on = |d: Weekday| self.days & Week::bit(d) != 0;
         if self.start < self.end {
-            on(day) && self.start.0 <= minute && minute < self.end.0
+            on(day) && self.start <= minute && minute < self.end
         } else {
-            (on(day) && minute >= self.start.0) || (on(day.pred()) && minute < self.end.0)
+            (on(day) && minute >= self.start) || (on(day.pred()) && minute < self.end)
         }
     }
 }
@@ -283,13 +315,13 @@ impl Roster {
                 replacing.entry(o.date).or_default().push((i, r));
             }
         }
-        for (i, s) in self.shifts.iter().enumerate() {
+        for s in &self.shifts {
             if let Some(v) = pos(&s.volunteer) {
                 station
                     .entry(s.station.clone())
                     .or_default()
                     .shifts
-                    .push((i, v));
+                    .push((Week::of(s), v));
             }
         }
         for f in &self.fallbacks {
@@ -331,24 +363,6 @@ impl Roster {
         if station != DESK {
             stations.push(entries(DESK));
         }
-        let on_duty = |st: &StationIndex| {
-            let overrides = st.overrides.iter().filter(|&&(o, _)| {
-                self.overrides
-                    .get(o)
-                    .is_some_and(|o| o.covers(date, minute))
-            });
-            let shifts = st
-                .shifts
-                .iter()
-                .filter(|&&(s, _)| self.shifts.get(s).is_some_and(|s| s.covers(day, minute)));
-            overrides
-                .chain(shifts)
-                .map(|&(_, v)| v)
-                .collect::<Vec<usize>>()
-        };
-        let mut ids: Vec<usize> = stations.iter().flat_map(|st| on_duty(st)).collect();
-        ids.extend(stations.iter().flat_map(|st| st.fallback.iter().copied()));
-
         let mut seen = Seen::new(self.volunteers.len());
         // Whoever an override in force replaces is away: not called for anything.
         // An override in force started today, or yesterday and runs past midnight.
@@ -363,10 +377,32 @@ impl Roster {
                 }
             }
         }
-        ids.into_iter()
-            .filter(|&v| seen.insert(v))
-            .filter_map(|v| self.volunteers.get(v))
-            .collect()
+        let mut out = Vec::new();
+        let mut call = |v: usize| {
+            if seen.insert(v) {
+                out.extend(self.volunteers.get(v));
+            }
+        };
+        for st in &stations {
+            for &(o, v) in &st.overrides {
+                if self
+                    .overrides
+                    .get(o)
+                    .is_some_and(|o| o.covers(date, minute))
+                {
+                    call(v);
+                }
+            }
+            for &(week, v) in &st.shifts {
+                if week.covers(day, minute) {
+                    call(v);
+                }
+            }
+        }
+        for st in &stations {
+            st.fallback.iter().for_each(|&v| call(v));
+        }
+        out
     }
 }
 
