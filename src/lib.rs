@@ -1,7 +1,12 @@
 //! hotline: an IVR and call-routing daemon for small phone hotlines.
 //!
 //! The folder layout is the architecture:
-//! - [`config`]: the admin's TOML files, validated with errors naming file, line and field.
+//! - [`config`]: the admin's `hotline.toml`, validated into plain data; a leaf,
+//!   importing nothing from the modules below.
+//! - `diag`: errors in the admin's files naming file, line and field, shared by
+//!   config and roster.
+//! - [`roster`]: the duty roster (who answers which station, when), reloaded on
+//!   save without dropping calls.
 //! - [`sip`]: our thin layer over `rsipstack` (transports, transactions, dialogs) plus SDP.
 //! - [`media`]: codecs, RTP, DTMF detection, prompts and the shared media clock.
 //! - [`call`]: the menu state machine and the straight-line call flow.
@@ -10,6 +15,7 @@
 
 pub mod call;
 pub mod config;
+pub(crate) mod diag;
 pub mod media;
 pub mod roster;
 pub mod server;

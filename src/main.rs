@@ -1,4 +1,5 @@
-//! `hotline`: run the daemon, check a configuration, or list recent calls.
+//! `hotline`: run the daemon, check a configuration, list recent calls, show
+//! who is on duty, or count the calls for the community's report.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,8 +8,9 @@ use std::time::Duration;
 use chrono::{Offset as _, TimeZone as _};
 use clap::{Parser, Subcommand};
 use hotline::config::Config;
-use hotline::roster::Roster;
+use hotline::roster::{Roster, DEFAULT_TIMEZONE};
 use hotline::server::Server;
+use hotline::store::Store;
 use tracing::{error, info};
 
 const DEFAULT_CONFIG: &str = "config/hotline.toml";
@@ -31,7 +33,7 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Validate the configuration and the prompts; exit non-zero on any error.
+    /// Validate the configuration, the prompts and the roster; exit non-zero on any error.
     Check {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
@@ -95,7 +97,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         match cli.command {
             Command::Run { config } => run(&config).await,
             Command::Check { config } => check(&config),
@@ -122,8 +124,19 @@ fn main() -> ExitCode {
                 json,
             } => report(&config, from, to, json).await,
         }
-    })
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
 }
+
+/// What a command ends with: done, or the message for the admin (printed on
+/// standard error, exit status 1).
+type Outcome = Result<(), String>;
 
 /// Load the configuration. The default path falls back to the embedded defaults when
 /// absent, so `hotline run` works on a fresh machine with no files at all.
@@ -135,29 +148,19 @@ fn load_config(path: &Path) -> Result<Config, String> {
     Config::load(path).map_err(|e| e.to_string())
 }
 
-async fn run(path: &Path) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(e) => {
-            error!("configuration rejected:\n{e}");
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let running = match Server::start(&config).await {
-        Ok(r) => r,
-        Err(e) => {
-            error!("cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+async fn run(path: &Path) -> Outcome {
+    let config = load_config(path).inspect_err(|e| error!("configuration rejected:\n{e}"))?;
+    let running = Server::start(&config).await.map_err(|e| {
+        error!("cannot start: {e}");
+        format!("cannot start: {e}")
+    })?;
     wait_for_signal(&running).await;
     info!("stop requested: refusing new calls and letting calls in progress finish");
     running
         .shutdown(Duration::from_secs(config.daemon.drain_timeout_s))
         .await;
     info!("stopped");
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 /// Wait for SIGTERM or SIGINT; SIGHUP re-reads the roster and keeps running.
@@ -176,7 +179,9 @@ async fn wait_for_signal(server: &Server) {
                     _ = int.recv() => return,
                     _ = hup.recv() => {
                         info!("SIGHUP: re-reading the roster");
-                        server.reload_roster();
+                        // Reading and checking the file blocks: tell the
+                        // runtime, so calls move to the other workers meanwhile.
+                        tokio::task::block_in_place(|| server.reload_roster());
                     }
                 }
             },
@@ -192,51 +197,36 @@ async fn wait_for_signal(server: &Server) {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
+fn check(path: &Path) -> Outcome {
+    let config = load_config(path)?;
     let names = hotline::call::required_prompts(&config);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    if let Err(e) = hotline::media::prompts::PromptSet::load(&config.prompts_path(), &names) {
-        eprintln!("{e}");
-        return ExitCode::FAILURE;
-    }
+    hotline::media::prompts::PromptSet::load(&config.prompts_path(), &names)
+        .map_err(|e| e.to_string())?;
     let roster_file = &config.roster.file;
     if roster_file.exists() {
-        match Roster::load(roster_file, &config.stations) {
-            Ok(roster) => {
-                for gap in roster.gaps(&config.stations) {
-                    println!("warning: {}: {gap}", roster_file.display());
-                }
-                let numbers: Vec<&str> = roster
-                    .volunteers
-                    .iter()
-                    .filter(|v| matches!(v.phone, hotline::roster::Phone::Number(_)))
-                    .map(|v| v.id.as_str())
-                    .collect();
-                if config.trunk.is_none() && !numbers.is_empty() {
-                    println!(
-                        "warning: volunteers {} have phone numbers but no [trunk] is configured: they cannot be called",
-                        numbers.join(", ")
-                    );
-                }
-                println!(
-                    "{}: OK ({} volunteers, {} shifts)",
-                    roster_file.display(),
-                    roster.volunteers.len(),
-                    roster.shifts.len()
-                );
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::FAILURE;
-            }
+        let roster = load_roster(roster_file, &config)?;
+        for gap in roster.gaps(&config.stations) {
+            println!("warning: {}: {gap}", roster_file.display());
         }
+        let numbers: Vec<&str> = roster
+            .volunteers
+            .iter()
+            .filter(|v| matches!(v.phone, hotline::roster::Phone::Number(_)))
+            .map(|v| v.id.as_str())
+            .collect();
+        if config.trunk.is_none() && !numbers.is_empty() {
+            println!(
+                "warning: volunteers {} have phone numbers but no [trunk] is configured: they cannot be called",
+                numbers.join(", ")
+            );
+        }
+        println!(
+            "{}: OK ({} volunteers, {} shifts)",
+            roster_file.display(),
+            roster.volunteers.len(),
+            roster.shifts.len()
+        );
     } else {
         println!(
             "warning: {}: no roster file; nobody is on duty and calls go to voicemail",
@@ -250,89 +240,59 @@ fn check(path: &Path) -> ExitCode {
         names.len(),
         config.prompts_path().display()
     );
-    ExitCode::SUCCESS
+    Ok(())
 }
 
-async fn calls(path: &Path, limit: u32, json: bool) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let store = match hotline::store::Store::open(&config.database.url).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("call records database: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rows = match store.recent_calls_with_attempts(limit).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot read call records: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+/// The roster in `file`, checked against the configured stations.
+fn load_roster(file: &Path, config: &Config) -> Result<Roster, String> {
+    Roster::load(file, &config.stations).map_err(|e| e.to_string())
+}
+
+/// The call records store the configuration names.
+async fn open_store(config: &Config) -> Result<Store, String> {
+    Store::open(&config.database.url)
+        .await
+        .map_err(|e| format!("call records database: {e}"))
+}
+
+async fn calls(path: &Path, limit: u32, json: bool) -> Outcome {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let rows = store
+        .recent_calls_with_attempts(limit)
+        .await
+        .map_err(|e| format!("cannot read call records: {e}"))?;
     if json {
         let rows: Vec<hotline::store::CallWithAttempts> =
             rows.into_iter().map(Into::into).collect();
-        match serde_json::to_string_pretty(&rows) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("cannot format call records: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
+        let text = serde_json::to_string_pretty(&rows)
+            .map_err(|e| format!("cannot format call records: {e}"))?;
+        println!("{text}");
     } else {
         print!("{}", hotline::store::format_calls_with_attempts(&rows));
     }
-    ExitCode::SUCCESS
+    Ok(())
 }
 
-fn on_duty(
-    path: &Path,
-    at: Option<&str>,
-    station: Option<&str>,
-    roster: Option<&Path>,
-) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let file = roster.unwrap_or(&config.roster.file);
-    let roster = match Roster::load(file, &config.stations) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
+fn on_duty(path: &Path, at: Option<&str>, station: Option<&str>, roster: Option<&Path>) -> Outcome {
+    let config = load_config(path)?;
+    let roster = load_roster(roster.unwrap_or(&config.roster.file), &config)?;
     if let Some(id) = station {
         if !config.stations.iter().any(|s| s.id == id) {
-            eprintln!("unknown station {id:?}");
-            return ExitCode::FAILURE;
+            return Err(format!("unknown station {id:?}"));
         }
     }
     let when = match at {
-        Some(text) => match hotline::roster::parse_at(text, roster.timezone) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("--at: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+        Some(text) => {
+            hotline::roster::parse_at(text, roster.timezone).map_err(|e| format!("--at: {e}"))?
+        }
         None => chrono::Utc::now(),
     };
     print!(
         "{}",
         hotline::roster::format_on_duty(&roster, &config.stations, when, station)
     );
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 async fn report(
@@ -340,44 +300,25 @@ async fn report(
     from: Option<chrono::NaiveDate>,
     to: Option<chrono::NaiveDate>,
     json: bool,
-) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
+) -> Outcome {
+    let config = load_config(path)?;
     // Days are counted in the roster's timezone (the community's local days).
-    let tz = Roster::load(&config.roster.file, &config.stations)
+    let tz = load_roster(&config.roster.file, &config)
         .map(|r| r.timezone)
-        .unwrap_or(chrono_tz::Asia::Shanghai);
+        .unwrap_or(DEFAULT_TIMEZONE);
     // Today's offset: right for zones without daylight saving, such as Shanghai.
     let offset = tz
         .offset_from_utc_datetime(&chrono::Utc::now().naive_utc())
         .fix();
-    let store = match hotline::store::Store::open(&config.database.url).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("call records database: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let report = match store.report(from, to, offset).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot compute the report: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let store = open_store(&config).await?;
+    let report = store
+        .report(from, to, offset)
+        .await
+        .map_err(|e| format!("cannot compute the report: {e}"))?;
     if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("cannot format the report: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| format!("cannot format the report: {e}"))?;
+        println!("{text}");
     } else {
         let names: Vec<(String, String)> = config
             .stations
@@ -386,5 +327,5 @@ async fn report(
             .collect();
         print!("{}", hotline::store::format_report(&report, &names));
     }
-    ExitCode::SUCCESS
+    Ok(())
 }

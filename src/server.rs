@@ -83,9 +83,7 @@ async fn load_prompts(config: &Config) -> Result<(PromptSet, Prompt), StartError
     let loaded = tokio::task::spawn_blocking(move || {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let prompts = PromptSet::load(&dir, &names)?;
-        let cadence = crate::media::tone::parse_cadence(&ringback)
-            .map_err(|e| StartError::Config(e.to_string()))?;
-        Ok::<_, StartError>((prompts, cadence.prompt("ringback")))
+        Ok::<_, StartError>((prompts, ringback.prompt("ringback")))
     })
     .await
     .map_err(|e| StartError::Config(format!("loading the prompts failed: {e}")))??;

@@ -5,8 +5,6 @@
 //! volunteers. So ringback costs the same per tick as any prompt: a frame copy.
 
 use std::f64::consts::TAU;
-use std::fmt;
-use std::str::FromStr;
 
 use super::prompts::{Prompt, PROMPT_RATE};
 
@@ -16,76 +14,12 @@ pub const TONE_AMPLITUDE: f64 = 5000.0;
 /// Fade in and out over 4 ms, so the tone starts and stops without a click.
 const RAMP_SAMPLES: usize = 32;
 
-/// A tone's frequencies and on/off rhythm, as the admin writes it in the
-/// config: `"425@1000/4000"` (Europe), `"440+480@2000/4000"` (North America),
-/// `"400+450@400/200/400/2000"` (UK double ring).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Cadence {
-    /// One or two frequencies in Hz, mixed.
-    pub freqs: Vec<f64>,
-    /// Alternating on and off durations in ms, starting with on (an even count).
-    pub pattern_ms: Vec<u32>,
-}
-
-/// Why a cadence string was refused; the message shows the expected shape.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid tone cadence {input:?}: {reason} (expected e.g. \"425@1000/4000\" or \"440+480@2000/4000\")")]
-pub struct CadenceError {
-    /// The text as written.
-    pub input: String,
-    /// What is wrong with it.
-    pub reason: &'static str,
-}
+/// The cadence is configuration, parsed and checked at load.
+pub use crate::config::{Cadence, CadenceError};
 
 /// Parses a cadence such as `"450@1000/4000"`; see [`Cadence`].
 pub fn parse_cadence(s: &str) -> Result<Cadence, CadenceError> {
-    let err = |reason| CadenceError {
-        input: s.to_string(),
-        reason,
-    };
-    let (freqs, pattern) = s.trim().split_once('@').ok_or(err("missing '@'"))?;
-    let freqs = freqs
-        .split('+')
-        .map(|f| f.trim().parse::<f64>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| err("frequency is not a number"))?;
-    if freqs.is_empty() || freqs.len() > 2 {
-        return Err(err("give one or two frequencies"));
-    }
-    // Below the telephone band's Nyquist frequency (4 kHz), and audible.
-    if freqs.iter().any(|f| !(20.0..3900.0).contains(f)) {
-        return Err(err("frequency must be between 20 and 3900 Hz"));
-    }
-    let pattern_ms = pattern
-        .split('/')
-        .map(|p| p.trim().parse::<u32>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| err("durations must be whole milliseconds"))?;
-    if pattern_ms.len() % 2 != 0 {
-        return Err(err("durations come in on/off pairs"));
-    }
-    if pattern_ms.iter().step_by(2).any(|&on| on == 0) {
-        return Err(err("an 'on' duration is 0"));
-    }
-    if pattern_ms.iter().map(|&d| u64::from(d)).sum::<u64>() > 60_000 {
-        return Err(err("one period is longer than 60 s"));
-    }
-    Ok(Cadence { freqs, pattern_ms })
-}
-
-impl FromStr for Cadence {
-    type Err = CadenceError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_cadence(s)
-    }
-}
-
-impl fmt::Display for Cadence {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let freqs: Vec<String> = self.freqs.iter().map(|x| x.to_string()).collect();
-        let pattern: Vec<String> = self.pattern_ms.iter().map(|x| x.to_string()).collect();
-        write!(f, "{}@{}", freqs.join("+"), pattern.join("/"))
-    }
+    s.parse()
 }
 
 impl Cadence {
@@ -194,29 +128,10 @@ mod tests {
     }
 
     #[test]
-    fn parses_cadences() {
-        let c = parse_cadence("450@1000/4000").expect("valid");
-        assert_eq!(c.freqs, vec![450.0]);
-        assert_eq!(c.pattern_ms, vec![1000, 4000]);
-        assert_eq!(c.to_string(), "450@1000/4000");
-        let uk: Cadence = " 400+450 @ 400/200/400/2000 ".parse().expect("valid");
-        assert_eq!(uk.freqs, vec![400.0, 450.0]);
+    fn a_cadence_prompt_is_one_period() {
+        // Parsing is the config's (config::tests::parses_cadences).
+        let uk = parse_cadence(" 400+450 @ 400/200/400/2000 ").expect("valid");
         assert_eq!(uk.prompt("rb").duration(), Duration::from_millis(3000));
-        for bad in [
-            "",
-            "450",
-            "450@",
-            "x@1000/4000",
-            "450@1000",
-            "450@0/4000",
-            "5000@1000/4000",
-            "1+2+3@1/1",
-            "450@1000/-4",
-            "450@50000/50000",
-        ] {
-            let e = parse_cadence(bad).expect_err(bad);
-            assert!(e.to_string().contains("expected e.g."), "{e}");
-        }
     }
 
     #[test]

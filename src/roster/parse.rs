@@ -1,31 +1,22 @@
 //! Reading `roster.toml`: serde reads a raw shape whose checked values keep their
-//! `toml::Spanned` position, then [`validate`] builds the [`Roster`], collecting
-//! every error at once with file, line and field (as `crate::config` does).
+//! `toml::Spanned` position, then `validate` builds the [`Roster`], collecting
+//! every error at once with file, line and field, through the same
+//! `crate::diag` as the config.
 
-use std::collections::HashMap;
-use std::ops::Range;
 use std::path::Path;
 
-use chrono::{NaiveDate, Weekday};
-use chrono_tz::Tz;
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
-use super::{Fallback, Override, Phone, Roster, Shift, TimeOfDay, Volunteer, DEFAULT_TIMEZONE};
-use crate::config::{field_at, friendly, line_of, ConfigError, ConfigErrors, Station};
+use super::validate::validate;
+use super::Roster;
+use crate::config::Station;
+use crate::diag::{parse_toml, read_file, ConfigErrors};
 
 impl Roster {
     /// Reads and validates a roster file against the configured stations.
     pub fn load(path: &Path, stations: &[Station]) -> Result<Roster, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: None,
-                field: None,
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        Roster::from_str(&text, path, stations)
+        Roster::from_str(&read_file(path)?, path, stations)
     }
 
     /// Parses and validates roster text; `source` names it in errors.
@@ -35,16 +26,7 @@ impl Roster {
         source: &Path,
         stations: &[Station],
     ) -> Result<Roster, ConfigErrors> {
-        let raw: RawRoster = toml::from_str(text).map_err(|e| {
-            let span = e.span();
-            ConfigErrors(vec![ConfigError {
-                file: source.to_path_buf(),
-                line: span.as_ref().map(|s| line_of(text, s.start)),
-                field: span.and_then(|s| field_at(text, s)),
-                message: friendly(e.message()),
-            }])
-        })?;
-        validate(raw, text, source, stations)
+        validate(parse_toml(text, source)?, text, source, stations)
     }
 }
 
@@ -52,606 +34,61 @@ impl Roster {
 
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
-struct RawRoster {
-    timezone: Option<Spanned<String>>,
-    volunteer: Vec<RawVolunteer>,
-    shift: Vec<RawShift>,
+pub(super) struct RawRoster {
+    pub(super) timezone: Option<Spanned<String>>,
+    pub(super) volunteer: Vec<RawVolunteer>,
+    pub(super) shift: Vec<RawShift>,
     #[serde(rename = "override")]
-    overrides: Vec<RawOverride>,
-    fallback: Vec<RawFallback>,
+    pub(super) overrides: Vec<RawOverride>,
+    pub(super) fallback: Vec<RawFallback>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawVolunteer {
-    id: Spanned<String>,
-    name: Spanned<String>,
-    phone: Spanned<String>,
+pub(super) struct RawVolunteer {
+    pub(super) id: Spanned<String>,
+    pub(super) name: Spanned<String>,
+    pub(super) phone: Spanned<String>,
     #[serde(default)]
-    screen: bool,
+    pub(super) screen: bool,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawShift {
-    station: Spanned<String>,
-    volunteer: Spanned<String>,
-    days: Spanned<Value>,
-    start: Spanned<Value>,
-    end: Spanned<Value>,
+pub(super) struct RawShift {
+    pub(super) station: Spanned<String>,
+    pub(super) volunteer: Spanned<String>,
+    pub(super) days: Spanned<Value>,
+    pub(super) start: Spanned<Value>,
+    pub(super) end: Spanned<Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawOverride {
-    date: Spanned<Value>,
-    start: Option<Spanned<Value>>,
-    end: Option<Spanned<Value>>,
-    station: Spanned<String>,
-    volunteer: Spanned<String>,
-    replaces: Option<Spanned<String>>,
+pub(super) struct RawOverride {
+    pub(super) date: Spanned<Value>,
+    pub(super) start: Option<Spanned<Value>>,
+    pub(super) end: Option<Spanned<Value>>,
+    pub(super) station: Spanned<String>,
+    pub(super) volunteer: Spanned<String>,
+    pub(super) replaces: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawFallback {
-    station: Spanned<String>,
-    volunteers: Vec<Spanned<String>>,
-}
-
-// ---- validation ----
-
-/// Collects errors with their lines.
-struct Checker<'a> {
-    text: &'a str,
-    source: &'a Path,
-    stations: &'a [Station],
-    errors: Vec<ConfigError>,
-}
-
-impl Checker<'_> {
-    fn error(&mut self, span: Range<usize>, field: &str, message: String) {
-        self.errors.push(ConfigError {
-            file: self.source.to_path_buf(),
-            line: Some(line_of(self.text, span.start)),
-            field: Some(field.to_string()),
-            message,
-        });
-    }
-
-    fn line(&self, span: Range<usize>) -> usize {
-        line_of(self.text, span.start)
-    }
-
-    /// The station id, if it is one of the configured stations.
-    fn station(&mut self, table: &str, v: &Spanned<String>) -> Option<String> {
-        let id = v.get_ref();
-        if self.stations.iter().any(|s| &s.id == id) {
-            return Some(id.clone());
-        }
-        let known: Vec<&str> = self.stations.iter().map(|s| s.id.as_str()).collect();
-        self.error(
-            v.span(),
-            &format!("{table} station"),
-            format!("unknown station {id:?} (stations: {})", known.join(", ")),
-        );
-        None
-    }
-
-    /// The volunteer id, if some `[[volunteer]]` has it.
-    fn volunteer(
-        &mut self,
-        field: &str,
-        v: &Spanned<String>,
-        ids: &HashMap<String, usize>,
-    ) -> Option<String> {
-        let id = v.get_ref();
-        if ids.contains_key(id) {
-            return Some(id.clone());
-        }
-        self.error(
-            v.span(),
-            field,
-            format!("unknown volunteer {id:?}: add a [[volunteer]] with id = {id:?} first"),
-        );
-        None
-    }
-
-    /// A time value, "08:00" or a TOML local time; "24:00" only if `end`.
-    fn time(&mut self, field: &str, v: &Spanned<Value>, end: bool) -> Option<TimeOfDay> {
-        let parsed = match v.get_ref() {
-            Value::String(s) => parse_time(s),
-            Value::Datetime(dt) => match (dt.date, dt.time, dt.offset) {
-                (None, Some(t), None) if t.second == 0 && t.nanosecond == 0 => {
-                    TimeOfDay::new(t.hour.into(), t.minute.into()).ok_or(())
-                }
-                _ => Err(()),
-            },
-            _ => Err(()),
-        };
-        match parsed {
-            Ok(t) if t.minutes() < super::DAY_MINUTES || end => Some(t),
-            _ => {
-                let last = if end { "24:00" } else { "23:59" };
-                self.error(
-                    v.span(),
-                    field,
-                    format!(
-                        "expected a time \"HH:MM\" from \"00:00\" to \"{last}\", found {}",
-                        shown(v.get_ref())
-                    ),
-                );
-                None
-            }
-        }
-    }
-}
-
-fn validate(
-    raw: RawRoster,
-    text: &str,
-    source: &Path,
-    stations: &[Station],
-) -> Result<Roster, ConfigErrors> {
-    let mut c = Checker {
-        text,
-        source,
-        stations,
-        errors: Vec::new(),
-    };
-    let mut roster = Roster::empty();
-    roster.source = source.to_path_buf();
-
-    if let Some(tz) = &raw.timezone {
-        match tz.get_ref().parse::<Tz>() {
-            Ok(t) => roster.timezone = t,
-            Err(_) => c.error(
-                tz.span(),
-                "timezone",
-                format!(
-                    "unknown timezone {:?}: expected an IANA name like \"{}\"",
-                    tz.get_ref(),
-                    DEFAULT_TIMEZONE.name()
-                ),
-            ),
-        }
-    }
-
-    // [[volunteer]]: id -> line of first definition.
-    let mut ids: HashMap<String, usize> = HashMap::new();
-    for v in raw.volunteer {
-        let id = v.id.get_ref();
-        if !valid_id(id) {
-            c.error(
-                v.id.span(),
-                "[[volunteer]] id",
-                format!("{id:?} is not a valid id: use letters, digits, '_' or '-'"),
-            );
-            // Still known, so shifts naming it do not add "unknown volunteer" errors.
-            ids.entry(id.clone()).or_insert(c.line(v.id.span()));
-        } else if let Some(first) = ids.get(id) {
-            c.error(
-                v.id.span(),
-                "[[volunteer]] id",
-                format!("duplicate volunteer id {id:?}, already used at line {first}"),
-            );
-        } else {
-            ids.insert(id.clone(), c.line(v.id.span()));
-        }
-        if v.name.get_ref().trim().is_empty() {
-            c.error(
-                v.name.span(),
-                "[[volunteer]] name",
-                "must not be empty".into(),
-            );
-        }
-        let phone = match parse_phone(v.phone.get_ref()) {
-            Ok(p) => p,
-            Err(msg) => {
-                c.error(v.phone.span(), "[[volunteer]] phone", msg);
-                continue;
-            }
-        };
-        roster.volunteers.push(Volunteer {
-            id: id.clone(),
-            name: v.name.into_inner(),
-            phone,
-            screen: v.screen,
-        });
-    }
-
-    // [[shift]], remembering each one's line and weekly minutes for the overlap check.
-    let mut placed: Vec<(Shift, usize, Vec<Range<u32>>)> = Vec::new();
-    for s in raw.shift {
-        let station = c.station("[[shift]]", &s.station);
-        let volunteer = c.volunteer("[[shift]] volunteer", &s.volunteer, &ids);
-        let days = match parse_days(s.days.get_ref()) {
-            Ok(d) => Some(d),
-            Err(msg) => {
-                c.error(s.days.span(), "[[shift]] days", msg);
-                None
-            }
-        };
-        let start = c.time("[[shift]] start", &s.start, false);
-        let end = c.time("[[shift]] end", &s.end, true);
-        if let (Some(a), Some(b)) = (start, end) {
-            if a == b {
-                c.error(s.end.span(), "[[shift]] end", empty_span_message(a));
-                continue;
-            }
-        }
-        let (Some(station), Some(volunteer), Some(days), Some(start), Some(end)) =
-            (station, volunteer, days, start, end)
-        else {
-            continue;
-        };
-        let shift = Shift {
-            station,
-            volunteer,
-            days,
-            start,
-            end,
-        };
-        let spans = weekly_minutes(&shift);
-        let line = c.line(s.station.span());
-        if let Some((_, other, _)) = placed.iter().find(|(o, _, os)| {
-            o.station == shift.station && o.volunteer == shift.volunteer && overlaps(os, &spans)
-        }) {
-            c.error(
-                s.start.span(),
-                "[[shift]] start",
-                format!(
-                    "overlaps the shift at line {other} for the same volunteer {:?} and station {:?}",
-                    shift.volunteer, shift.station
-                ),
-            );
-            continue;
-        }
-        placed.push((shift, line, spans));
-    }
-    roster.shifts = placed.into_iter().map(|(s, _, _)| s).collect();
-
-    // [[override]]
-    let mut covers: Vec<(Override, usize, Range<i64>)> = Vec::new();
-    for o in raw.overrides {
-        let date = match parse_date(o.date.get_ref()) {
-            Some(d) => Some(d),
-            None => {
-                c.error(
-                    o.date.span(),
-                    "[[override]] date",
-                    format!(
-                        "expected a date \"YYYY-MM-DD\", found {}",
-                        shown(o.date.get_ref())
-                    ),
-                );
-                None
-            }
-        };
-        let start = match &o.start {
-            Some(v) => c.time("[[override]] start", v, false),
-            None => TimeOfDay::new(0, 0),
-        };
-        let end = match &o.end {
-            Some(v) => c.time("[[override]] end", v, true),
-            None => TimeOfDay::new(24, 0),
-        };
-        let station = c.station("[[override]]", &o.station);
-        let volunteer = c.volunteer("[[override]] volunteer", &o.volunteer, &ids);
-        let replaces = match &o.replaces {
-            Some(r) => c.volunteer("[[override]] replaces", r, &ids).map(Some),
-            None => Some(None),
-        };
-        if let (Some(a), Some(b)) = (start, end) {
-            if a == b {
-                let span = o.end.as_ref().map_or(o.date.span(), |e| e.span());
-                c.error(span, "[[override]] end", empty_span_message(a));
-                continue;
-            }
-        }
-        let (Some(date), Some(start), Some(end), Some(station), Some(volunteer), Some(replaces)) =
-            (date, start, end, station, volunteer, replaces)
-        else {
-            continue;
-        };
-        let o_line = c.line(o.station.span());
-        let cover = Override {
-            date,
-            start,
-            end,
-            station,
-            volunteer,
-            replaces,
-        };
-        let span = absolute_minutes(&cover);
-        if let Some((_, other, _)) = covers.iter().find(|(x, _, xs)| {
-            x.station == cover.station
-                && x.volunteer == cover.volunteer
-                && xs.start < span.end
-                && span.start < xs.end
-        }) {
-            c.error(
-                o.date.span(),
-                "[[override]] date",
-                format!(
-                    "overlaps the override at line {other} for the same volunteer {:?} and station {:?}",
-                    cover.volunteer, cover.station
-                ),
-            );
-            continue;
-        }
-        covers.push((cover, o_line, span));
-    }
-    roster.overrides = covers.into_iter().map(|(o, _, _)| o).collect();
-
-    // [[fallback]]: one per station.
-    let mut fallback_lines: HashMap<String, usize> = HashMap::new();
-    for f in raw.fallback {
-        let station = c.station("[[fallback]]", &f.station);
-        let mut volunteers = Vec::new();
-        for v in &f.volunteers {
-            if let Some(id) = c.volunteer("[[fallback]] volunteers", v, &ids) {
-                if !volunteers.contains(&id) {
-                    volunteers.push(id);
-                }
-            }
-        }
-        let Some(station) = station else { continue };
-        if let Some(first) = fallback_lines.get(&station) {
-            c.error(
-                f.station.span(),
-                "[[fallback]] station",
-                format!(
-                    "station {station:?} already has a [[fallback]] at line {first}: list everyone in one"
-                ),
-            );
-            continue;
-        }
-        fallback_lines.insert(station.clone(), c.line(f.station.span()));
-        roster.fallbacks.push(Fallback {
-            station,
-            volunteers,
-        });
-    }
-
-    if c.errors.is_empty() {
-        Ok(roster)
-    } else {
-        c.errors.sort_by_key(|e| e.line);
-        Err(ConfigErrors(c.errors))
-    }
-}
-
-fn empty_span_message(t: TimeOfDay) -> String {
-    format!(
-        "ends when it starts ({t}), so it covers nothing; \
-         for a whole day write start = \"00:00\", end = \"24:00\""
-    )
-}
-
-/// Ids are ASCII letters, digits, '_' and '-': they go into logs and call records.
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
-/// `"13800138000"`, `"+8613800138000"` or a `sip:`/`sips:` URI `user@host[:port][;params]`.
-pub(crate) fn parse_phone(s: &str) -> Result<Phone, String> {
-    let expected = "expected a phone number (3 to 15 digits, optionally after '+') \
-                    or a SIP URI like \"sip:1001@192.0.2.10:5060\"";
-    let digits = s.strip_prefix('+').unwrap_or(s);
-    if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
-        return if (3..=15).contains(&digits.len()) {
-            Ok(Phone::Number(s.to_string()))
-        } else {
-            Err(format!("{s:?} has {} digits; {expected}", digits.len()))
-        };
-    }
-    let lower = s.to_ascii_lowercase();
-    let Some(rest) = lower
-        .strip_prefix("sip:")
-        .or_else(|| lower.strip_prefix("sips:"))
-    else {
-        return Err(format!("{expected}, found {s:?}"));
-    };
-    let bad = |why: &str| Err(format!("{s:?} is not a valid SIP URI ({why}); {expected}"));
-    let addr = rest.split(';').next().unwrap_or("");
-    if rest.split(';').skip(1).any(|p| p.is_empty()) || rest.contains(char::is_whitespace) {
-        return bad("empty parameter or space");
-    }
-    let Some((user, hostport)) = addr.rsplit_once('@') else {
-        return bad("no user@host");
-    };
-    let user_ok = !user.is_empty()
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/%".contains(c));
-    if !user_ok {
-        return bad("bad user part");
-    }
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let Some((h, after)) = v6.split_once(']') else {
-            return bad("unclosed '['");
-        };
-        if h.parse::<std::net::Ipv6Addr>().is_err() {
-            return bad("bad IPv6 address");
-        }
-        (h, after.strip_prefix(':'))
-    } else {
-        match hostport.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        }
-    };
-    let host_ok = !host.is_empty()
-        && (host.contains(':')
-            || host.split('.').all(|l| {
-                !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            }));
-    if !host_ok {
-        return bad("bad host");
-    }
-    if let Some(p) = port {
-        if !matches!(p.parse::<u16>(), Ok(n) if n > 0) {
-            return bad("bad port");
-        }
-    }
-    Ok(Phone::Uri(s.to_string()))
-}
-
-/// `"8:00"`, `"08:00"` .. `"24:00"`.
-fn parse_time(s: &str) -> Result<TimeOfDay, ()> {
-    let (h, m) = s.trim().split_once(':').ok_or(())?;
-    if h.is_empty() || h.len() > 2 || m.len() != 2 {
-        return Err(());
-    }
-    let h: u16 = h.parse().map_err(|_| ())?;
-    let m: u16 = m.parse().map_err(|_| ())?;
-    TimeOfDay::new(h, m).ok_or(())
-}
-
-/// `"2026-12-01"` or a TOML local date.
-fn parse_date(v: &Value) -> Option<NaiveDate> {
-    match v {
-        Value::String(s) => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok(),
-        Value::Datetime(dt) => match (dt.date, dt.time) {
-            (Some(d), None) => NaiveDate::from_ymd_opt(d.year.into(), d.month.into(), d.day.into()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// `"daily"`, `"weekdays"`, `"weekends"`, `"mon-fri"`, `"sat"`, or a list of those.
-/// Returns the days Monday first, no repeats.
-fn parse_days(v: &Value) -> Result<Vec<Weekday>, String> {
-    let words: Vec<&str> = match v {
-        Value::String(s) => vec![s.as_str()],
-        Value::Array(items) => {
-            let mut words = Vec::new();
-            for item in items {
-                match item {
-                    Value::String(s) => words.push(s.as_str()),
-                    other => return Err(days_error(&shown(other))),
-                }
-            }
-            words
-        }
-        other => return Err(days_error(&shown(other))),
-    };
-    if words.is_empty() {
-        return Err("must name at least one day".into());
-    }
-    let mut set = [false; 7];
-    for w in words {
-        let w = w.trim().to_ascii_lowercase();
-        let range = match w.as_str() {
-            "daily" | "everyday" | "all" => (Weekday::Mon, Weekday::Sun),
-            "weekdays" => (Weekday::Mon, Weekday::Fri),
-            "weekends" => (Weekday::Sat, Weekday::Sun),
-            _ => match w.split_once('-') {
-                Some((a, b)) => match (weekday(a), weekday(b)) {
-                    (Some(a), Some(b)) => (a, b),
-                    _ => return Err(days_error(&format!("{w:?}"))),
-                },
-                None => match weekday(&w) {
-                    Some(d) => (d, d),
-                    None => return Err(days_error(&format!("{w:?}"))),
-                },
-            },
-        };
-        // Inclusive, wrapping past Sunday ("fri-mon").
-        let mut d = range.0;
-        loop {
-            set[d.num_days_from_monday() as usize] = true;
-            if d == range.1 {
-                break;
-            }
-            d = d.succ();
-        }
-    }
-    let mut days = Vec::new();
-    let mut d = Weekday::Mon;
-    for on in set {
-        if on {
-            days.push(d);
-        }
-        d = d.succ();
-    }
-    Ok(days)
-}
-
-fn days_error(found: &str) -> String {
-    format!(
-        "expected day names (\"mon\" .. \"sun\", \"mon-fri\", \"daily\", \"weekdays\", \
-         \"weekends\") or a list of them, found {found}"
-    )
-}
-
-fn weekday(s: &str) -> Option<Weekday> {
-    let s = s.trim();
-    if s.len() < 3 {
-        return None;
-    }
-    // chrono accepts "mon" and "monday"; anything else it rejects.
-    s.parse::<Weekday>().ok()
-}
-
-/// A value as the admin wrote it, for "found ..." in messages.
-fn shown(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("{s:?}"),
-        other => other.to_string(),
-    }
-}
-
-const WEEK_MINUTES: u32 = 7 * 24 * 60;
-
-/// The minutes of the week (Monday 00:00 = 0) a shift covers, wrapped at Sunday midnight.
-pub(crate) fn weekly_minutes(s: &Shift) -> Vec<Range<u32>> {
-    let (start, end) = (u32::from(s.start.minutes()), u32::from(s.end.minutes()));
-    let len = if start < end {
-        end - start
-    } else {
-        end + 1440 - start
-    };
-    let mut out = Vec::new();
-    for d in &s.days {
-        let a = d.num_days_from_monday() * 1440 + start;
-        let b = a + len;
-        if b <= WEEK_MINUTES {
-            out.push(a..b);
-        } else {
-            out.push(a..WEEK_MINUTES);
-            out.push(0..b - WEEK_MINUTES);
-        }
-    }
-    out
-}
-
-fn overlaps(a: &[Range<u32>], b: &[Range<u32>]) -> bool {
-    a.iter()
-        .any(|x| b.iter().any(|y| x.start < y.end && y.start < x.end))
-}
-
-/// An override's minutes since 1970-01-01 (local), for the overlap check.
-fn absolute_minutes(o: &Override) -> Range<i64> {
-    let day = o
-        .date
-        .signed_duration_since(NaiveDate::default())
-        .num_days()
-        * 1440;
-    let (start, end) = (i64::from(o.start.minutes()), i64::from(o.end.minutes()));
-    let end = if start < end { end } else { end + 1440 };
-    day + start..day + end
+pub(super) struct RawFallback {
+    pub(super) station: Spanned<String>,
+    pub(super) volunteers: Vec<Spanned<String>>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::tests::{roster, stations};
+    use super::super::values::{parse_days, parse_phone};
+    use super::super::{Phone, TimeOfDay};
     use super::*;
+    use crate::diag::ConfigError;
+    use chrono::Weekday;
 
     fn errors(text: &str) -> Vec<ConfigError> {
         match Roster::from_str(text, Path::new("roster.toml"), &stations()) {

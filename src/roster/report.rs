@@ -1,16 +1,15 @@
 //! What the admin reads: coverage gaps for `hotline check`, the change summary
 //! for the reload log line, and the on-duty table for `hotline on-duty`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 
-use super::parse::weekly_minutes;
+use super::values::{weekly_minutes, DAY, WEEK};
 use super::{Roster, Shift, Volunteer, DESK};
 use crate::config::Station;
-
-const WEEK: u32 = 7 * 1440;
 
 impl Roster {
     /// Warnings for `hotline check`: per station, the hours of a normal week when
@@ -33,7 +32,7 @@ impl Roster {
                 .filter(|s| s.station == st.id || s.station == DESK)
                 .collect();
             // Coverage only changes at shift edges and midnights (where we split the text).
-            let mut edges: BTreeSet<u32> = (0..=7).map(|d| d * 1440).collect();
+            let mut edges: BTreeSet<u32> = (0..=7).map(|d| d * DAY).collect();
             for s in &relevant {
                 for r in weekly_minutes(s) {
                     edges.insert(r.start);
@@ -45,7 +44,7 @@ impl Roster {
             for w in edges.windows(2) {
                 let (a, b) = (w[0], w[1]);
                 let day = weekday_at(a);
-                let minute = (a % 1440) as u16;
+                let minute = (a % DAY) as u16;
                 if !relevant.iter().any(|s| s.covers(day, minute)) {
                     holes.push((a, b));
                 }
@@ -61,7 +60,7 @@ impl Roster {
             let mut merged: Vec<(u32, u32)> = Vec::new();
             for (a, b) in holes {
                 match merged.last_mut() {
-                    Some(last) if last.1 == a && a % 1440 != 0 => last.1 = b,
+                    Some(last) if last.1 == a && a % DAY != 0 => last.1 = b,
                     _ => merged.push((a, b)),
                 }
             }
@@ -69,7 +68,7 @@ impl Roster {
                 .iter()
                 .map(|&(a, b)| {
                     let day = weekday_at(a);
-                    let (sa, sb) = (a % 1440, b - (a - a % 1440));
+                    let (sa, sb) = (a % DAY, b - (a - a % DAY));
                     format!(
                         "{day} {:02}:{:02}-{:02}:{:02}",
                         sa / 60,
@@ -143,18 +142,19 @@ impl Roster {
 }
 
 /// How many of `new` are not in `old`, and of `old` not in `new` (as multisets).
-fn set_diff<T: PartialEq>(new: &[T], old: &[T]) -> (usize, usize) {
-    let mut unmatched: Vec<&T> = old.iter().collect();
+fn set_diff<T: Hash + Eq>(new: &[T], old: &[T]) -> (usize, usize) {
+    let mut unmatched: HashMap<&T, usize> = HashMap::new();
+    for o in old {
+        *unmatched.entry(o).or_default() += 1;
+    }
     let mut added = 0;
     for n in new {
-        match unmatched.iter().position(|o| *o == n) {
-            Some(i) => {
-                unmatched.swap_remove(i);
-            }
-            None => added += 1,
+        match unmatched.get_mut(n) {
+            Some(count) if *count > 0 => *count -= 1,
+            _ => added += 1,
         }
     }
-    (added, unmatched.len())
+    (added, unmatched.values().sum())
 }
 
 fn who(v: &Volunteer) -> String {
@@ -163,7 +163,7 @@ fn who(v: &Volunteer) -> String {
 
 fn weekday_at(week_minute: u32) -> Weekday {
     let mut d = Weekday::Mon;
-    for _ in 0..(week_minute / 1440) % 7 {
+    for _ in 0..(week_minute / DAY) % 7 {
         d = d.succ();
     }
     d

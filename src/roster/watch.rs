@@ -5,6 +5,7 @@
 //! longer than that. A bad file is rejected and the previous roster stays.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -14,14 +15,27 @@ use crate::config::{ConfigErrors, Station};
 /// Shared, swappable roster; cheap to clone, one per task that needs it.
 #[derive(Clone, Debug)]
 pub struct RosterHandle {
-    inner: Arc<RwLock<Arc<Roster>>>,
+    inner: Arc<RwLock<Slot>>,
+    /// Numbers each reading of the file, in the order they start.
+    reads: Arc<AtomicU64>,
+}
+
+/// The roster in force and the number of the reading it came from.
+#[derive(Debug)]
+struct Slot {
+    roster: Arc<Roster>,
+    read_no: u64,
 }
 
 impl RosterHandle {
     /// Starts with `roster` (from [`Roster::load`] or [`Roster::empty`]).
     pub fn new(roster: Roster) -> Self {
         RosterHandle {
-            inner: Arc::new(RwLock::new(Arc::new(roster))),
+            inner: Arc::new(RwLock::new(Slot {
+                roster: Arc::new(roster),
+                read_no: 0,
+            })),
+            reads: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -31,26 +45,46 @@ impl RosterHandle {
         self.inner
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .roster
             .clone()
     }
 
     /// Replaces the roster outright (the new value is already validated).
     pub fn replace(&self, roster: Roster) -> Vec<String> {
-        let mut slot = self
-            .inner
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let changes = roster.diff(&slot);
-        *slot = Arc::new(roster);
-        changes
+        let read_no = self.next_read();
+        self.swap(roster, read_no)
     }
 
     /// Reads `path` again; on success swaps it in and returns what changed (empty
     /// if nothing did), on error keeps the current roster and returns the errors.
     /// Called by the file watcher and by the daemon on SIGHUP.
     pub fn reload(&self, path: &Path, stations: &[Station]) -> Result<Vec<String>, ConfigErrors> {
+        let read_no = self.next_read();
         let roster = Roster::load(path, stations)?;
-        Ok(self.replace(roster))
+        Ok(self.swap(roster, read_no))
+    }
+
+    fn next_read(&self) -> u64 {
+        self.reads.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Swaps in `roster` from reading `read_no`, unless a later reading is in
+    /// force already: the watcher and SIGHUP may read the file at once, and
+    /// the older text must not win by finishing last.
+    fn swap(&self, roster: Roster, read_no: u64) -> Vec<String> {
+        let mut slot = self
+            .inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if read_no < slot.read_no {
+            return Vec::new();
+        }
+        let changes = roster.diff(&slot.roster);
+        *slot = Slot {
+            roster: Arc::new(roster),
+            read_no,
+        };
+        changes
     }
 }
 
@@ -131,42 +165,61 @@ impl ChangeDetector {
 /// Watches `path` by polling its modification time and size every `interval`,
 /// reloading into `handle` when it changes, and logging the outcome. Runs until
 /// the task is aborted. SIGHUP is the daemon's business (it calls
-/// [`RosterHandle::reload`]).
+/// [`RosterHandle::reload`]). The look and the reload touch the disk and parse
+/// a file that may hold thousands of entries, so both run on tokio's blocking
+/// threads, never on the async workers that carry the calls.
 pub fn watch(
     handle: RosterHandle,
     path: PathBuf,
     stations: Vec<Station>,
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
+    let path: Arc<Path> = path.into();
+    let stations: Arc<[Station]> = stations.into();
     tokio::spawn(async move {
-        let stamp = |p: &Path| std::fs::metadata(p).ok().map(|m| FileStamp::of(&m));
-        let mut detector = ChangeDetector::new(stamp(&path));
+        let mut detector = ChangeDetector::new(stamp(&path).await);
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shown = path.display();
         loop {
             tick.tick().await;
-            match detector.observe(stamp(&path)) {
+            match detector.observe(stamp(&path).await) {
                 WatchAction::Nothing => {}
                 WatchAction::Missing => tracing::warn!(
                     "roster {shown} cannot be read any more, keeping the previous roster"
                 ),
-                WatchAction::Reload => match handle.reload(&path, &stations) {
-                    Ok(changes) => {
-                        let changes = if changes.is_empty() {
-                            "no changes".to_string()
-                        } else {
-                            changes.join("; ")
-                        };
-                        tracing::info!("roster reloaded from {shown}: {changes}");
+                WatchAction::Reload => {
+                    let (handle, path, stations) = (handle.clone(), path.clone(), stations.clone());
+                    let reloaded =
+                        tokio::task::spawn_blocking(move || handle.reload(&path, &stations)).await;
+                    match reloaded {
+                        Ok(Ok(changes)) => {
+                            let changes = if changes.is_empty() {
+                                "no changes".to_string()
+                            } else {
+                                changes.join("; ")
+                            };
+                            tracing::info!("roster reloaded from {shown}: {changes}");
+                        }
+                        Ok(Err(errors)) => tracing::error!(
+                            "roster {shown} rejected, keeping the previous roster:\n{errors}"
+                        ),
+                        Err(e) => tracing::error!(
+                            "roster {shown} reload failed ({e}), keeping the previous roster"
+                        ),
                     }
-                    Err(errors) => tracing::error!(
-                        "roster {shown} rejected, keeping the previous roster:\n{errors}"
-                    ),
-                },
+                }
             }
         }
     })
+}
+
+/// The file's stamp now (`None`: it cannot be read), from a blocking thread.
+async fn stamp(path: &Path) -> Option<FileStamp> {
+    tokio::fs::metadata(path)
+        .await
+        .ok()
+        .map(|m| FileStamp::of(&m))
 }
 
 #[cfg(test)]
@@ -198,6 +251,22 @@ mod tests {
         assert_eq!(handle.current().volunteers.len(), 2);
         assert_eq!(during_call.volunteers.len(), 1);
         assert!(handle.reload(&path, &stations()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_older_reading_finishing_last_does_not_win() {
+        let handle = RosterHandle::new(Roster::empty());
+        let parse = |text: &str| Roster::from_str(text, Path::new("roster.toml"), &stations());
+        // The watcher starts reading the file, then SIGHUP reads the newer text
+        // and lands first; the watcher's older reading lands after it.
+        let watcher = handle.next_read();
+        let sighup = handle.next_read();
+        assert_eq!(handle.swap(parse(TWO).unwrap(), sighup).len(), 2);
+        assert!(handle.swap(parse(ONE).unwrap(), watcher).is_empty());
+        assert_eq!(handle.current().volunteers.len(), 2);
+        // A reading started later still lands.
+        handle.replace(parse(ONE).unwrap());
+        assert_eq!(handle.current().volunteers.len(), 1);
     }
 
     #[test]

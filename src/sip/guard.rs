@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::SipMessage;
 
+use super::stack::ALLOWED;
+
 /// What to do with one received datagram.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -215,7 +217,8 @@ fn reply_from_raw(buf: &[u8], status: &str, reason: &str) -> Option<Vec<u8>> {
         out.push_str(&format!("Via: {v}\r\n"));
     }
     out.push_str(&format!(
-        "From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO\r\nWarning: 399 hotline \"{}\"\r\nContent-Length: 0\r\n\r\n",
+        "From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nAllow: {}\r\nWarning: 399 hotline \"{}\"\r\nContent-Length: 0\r\n\r\n",
+        ALLOWED.map(|m| m.to_string()).join(", "),
         phrase.replace('"', "'")
     ));
     Some(out.into_bytes())
@@ -390,6 +393,22 @@ Content-Length: 4\r\n\r\nv=0\n";
             .replace("314159 INVITE", "314159 FOO");
         let v = check_datagram(foo.as_bytes());
         assert_eq!(status(&v).as_deref(), Some("SIP/2.0 501 Not Implemented"));
+    }
+
+    #[test]
+    fn rejections_allow_the_methods_the_stack_answers() {
+        let foo = INVITE.replace("INVITE sip:", "FOO sip:");
+        let Verdict::Reject {
+            response: Some(r), ..
+        } = check_datagram(foo.as_bytes())
+        else {
+            panic!("an addressable request gets an answer");
+        };
+        let text = String::from_utf8_lossy(&r);
+        assert!(
+            text.contains("\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO\r\n"),
+            "{text}"
+        );
     }
 
     #[test]

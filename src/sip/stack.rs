@@ -41,7 +41,8 @@ pub struct SipStack {
     cancel: CancellationToken,
 }
 
-/// The methods we answer; `Allow` in 405 and OPTIONS answers.
+/// The methods we answer; `Allow` in 405 and OPTIONS answers, and in the
+/// 400/501 that `sip::guard` writes by hand.
 pub const ALLOWED: [Method; 6] = [
     Method::Invite,
     Method::Ack,

@@ -8,8 +8,10 @@
 //! - [`event`]: the events and the enums stored as words.
 //! - [`rows`]: what reads return, and the `hotline calls` table.
 //! - `queue`: the write-behind queue and the writer task.
-//! - `sqlite`, `postgres`: one small SQL implementation per backend, each
-//!   with its own migrations folder under `migrations/`.
+//! - `backend`: what the store asks of a database; `sql`: the statements,
+//!   written once for both databases.
+//! - `sqlite`, `postgres`: what differs per database (connecting and its
+//!   migrations folder under `migrations/`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -63,6 +65,7 @@ mod postgres;
 mod queue;
 pub mod report;
 pub mod rows;
+mod sql;
 mod sqlite;
 
 pub use event::{AttemptResult, CallEvent, HangupBy, NewCall, Outcome};
@@ -73,6 +76,10 @@ pub use rows::{
 
 use backend::Backend;
 use queue::{Backoff, Queue};
+
+/// Connections per database pool: the writer task's, and a few for reads
+/// (`hotline calls`, reports) alongside it.
+const POOL_CONNECTIONS: u32 = 4;
 
 /// Why the store could not open, read or flush. Messages are for the
 /// operator; URLs in them have their password hidden.
@@ -184,7 +191,7 @@ pub struct Store {
 
 struct Inner {
     queue: Arc<Queue>,
-    backend: Backend,
+    backend: Arc<dyn Backend>,
     writer: JoinHandle<()>,
 }
 
@@ -206,7 +213,7 @@ impl Store {
     /// schema up to date and starts the writer task. Fails rather than
     /// starting without records, so a bad URL is seen at start.
     pub async fn open_with(url: &str, opts: StoreOptions) -> Result<Store, StoreError> {
-        let backend = Backend::open(url, &opts).await?;
+        let backend = backend::open(url, &opts).await?;
         let queue = Arc::new(Queue::new(opts.queue_capacity));
         let backoff = Backoff {
             initial: opts.retry_initial,

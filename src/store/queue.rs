@@ -168,7 +168,7 @@ struct Outage {
 }
 
 /// The writer task: applies events one at a time, in order, forever.
-pub(crate) async fn run_writer(queue: Arc<Queue>, backend: Backend, backoff: Backoff) {
+pub(crate) async fn run_writer(queue: Arc<Queue>, backend: Arc<dyn Backend>, backoff: Backoff) {
     let mut outage: Option<Outage> = None;
     loop {
         let ev = match queue.next() {

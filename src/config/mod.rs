@@ -1,0 +1,86 @@
+//! The admin's configuration file (`config/hotline.toml`), validated on load.
+//!
+//! As with FreeSWITCH's IVR XML, the menu and stations are data the admin edits
+//! without recompiling. A bad file must stop the daemon at start with a message
+//! naming file, line and key, so every error here carries them.
+//!
+//! Config is a leaf: it imports nothing from the rest of the daemon, and the
+//! callers build their own types from its plain data.
+//!
+//! Parsing is two steps: serde reads a "raw" shape (`raw`) where every key is
+//! optional and the values we check keep their `toml::Spanned` position; then
+//! `validate` turns it into [`Config`] (`model`), filling defaults
+//! (`defaults`) and collecting every semantic error at once.
+
+mod cadence;
+mod defaults;
+mod model;
+mod raw;
+mod validate;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use crate::diag::{parse_toml, read_file};
+pub use crate::diag::{ConfigError, ConfigErrors};
+pub use cadence::{Cadence, CadenceError};
+pub use model::*;
+
+/// The shipped configuration; also the defaults for every key left out.
+const EMBEDDED: &str = include_str!("../../config/hotline.toml");
+
+/// What [`Config::source`] says when no file was read.
+pub const EMBEDDED_SOURCE: &str = "<embedded defaults>";
+
+/// Languages we have prompts for; the folder `prompts_dir/<language>/` must exist.
+pub const LANGUAGES: &[&str] = &["zh", "en"];
+
+/// Key of the duty desk, which every configuration must have.
+pub const DESK_KEY: char = '0';
+
+/// Station id of the duty desk, as the roster names it (`roster::DESK`).
+pub const DESK_ID: &str = "desk";
+
+/// `[menu] timeout_s` when left out: how long the menu waits for a key.
+pub const DEFAULT_MENU_TIMEOUT_S: u64 = 6;
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::from_str(&read_file(path)?, path)
+    }
+
+    /// Parses and validates config text; `source` names it in errors.
+    #[allow(clippy::should_implement_trait)] // needs `source`, so not FromStr
+    pub fn from_str(text: &str, source: &Path) -> Result<Config, ConfigErrors> {
+        validate::validate(parse_toml(text, source)?, text, source)
+    }
+
+    /// The shipped `config/hotline.toml`, for when the default file is absent.
+    pub fn embedded_default() -> Config {
+        // The embedded text is tested to parse; should it ever not, the built-in
+        // values are the same settings, so the daemon still starts.
+        Config::from_str(EMBEDDED, Path::new(EMBEDDED_SOURCE)).unwrap_or_else(|e| {
+            tracing::error!("embedded default config is invalid: {e}");
+            defaults::builtin_defaults()
+        })
+    }
+
+    /// The folder with this language's prompts: `prompts_dir/language`.
+    pub fn prompts_path(&self) -> PathBuf {
+        self.menu.prompts_dir.join(&self.menu.language)
+    }
+
+    /// The address to advertise in SIP and SDP.
+    pub fn public_ip(&self) -> IpAddr {
+        self.sip.public_addr.unwrap_or(self.sip.listen.ip())
+    }
+
+    /// The station a key picks, if any.
+    pub fn station(&self, key: char) -> Option<&Station> {
+        self.stations.iter().find(|s| s.key == key)
+    }
+}
+
+#[cfg(test)]
+mod tests;
