@@ -23,7 +23,7 @@ use crate::media::session::PortPool;
 use crate::roster::{Roster, RosterHandle};
 use crate::sip::accept::{self, reply};
 use crate::sip::outbound::Dialer;
-use crate::sip::stack::{SipStack, ALLOWED};
+use crate::sip::stack::{SipStack, StackOptions, ALLOWED};
 use crate::store::Store;
 
 /// Errors that stop the daemon from starting, in words for the operator.
@@ -113,11 +113,17 @@ impl Server {
     pub async fn start(config: &Config) -> Result<Arc<Server>, StartError> {
         let (prompts, ringback) = load_prompts(config).await?;
         let store = Store::open(&config.database.url).await?;
-        let stack = SipStack::bind(
+        let (first_port, last_port) = config.media.rtp_ports;
+        let options = StackOptions {
+            rtp_ports: usize::from(last_port.saturating_sub(first_port)) + 1,
+            ..StackOptions::default()
+        };
+        let stack = SipStack::bind_with(
             config.sip.listen,
             config.sip.public_addr,
             &config.sip.user_agent,
             Duration::from_millis(config.sip.t1_ms),
+            &options,
         )
         .await?;
         let roster = load_roster(config).await?;
@@ -242,7 +248,7 @@ impl Server {
         match method {
             Method::Invite => self.new_call(tx).await,
             Method::Options => {
-                let status = if self.draining.load(Ordering::Relaxed) {
+                let status = if self.draining.load(Ordering::Relaxed) || self.stack.calls_full() {
                     StatusCode::ServiceUnavailable
                 } else {
                     StatusCode::OK
@@ -291,8 +297,15 @@ impl Server {
             let Some(call) = accept::accept(&self.stack, &self.numbers, tx).await else {
                 return;
             };
-            self.calls
-                .spawn(flow::run(self.ctx.clone(), call.leg, call.offer).in_current_span());
+            let call_flow = flow::run(self.ctx.clone(), call.leg, call.offer);
+            let claim = call.claim;
+            self.calls.spawn(
+                async move {
+                    let _claim = claim; // the call's slot (and its TCP/TLS connection) until it ends
+                    call_flow.await
+                }
+                .in_current_span(),
+            );
             call.transaction.run().await;
         }
         .instrument(span)

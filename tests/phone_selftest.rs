@@ -113,6 +113,7 @@ impl Fake {
                 )));
                 addr
             }
+            Transport::Tls => unreachable!("the fake server speaks UDP and TCP"),
             Transport::Tcp => {
                 let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let addr = listener.local_addr().unwrap();

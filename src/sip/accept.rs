@@ -2,16 +2,14 @@
 //! the dialog that carries the call. What comes out is our own [`InboundLeg`] and the
 //! negotiated offer, so the call flow never sees the transaction or the dialog.
 
-use std::net::SocketAddr;
-
 use rsipstack::dialog::invite_dialog::InviteDialog;
-use rsipstack::sip::{StatusCode, Uri};
+use rsipstack::sip::StatusCode;
 use rsipstack::transaction::transaction::Transaction;
 use tracing::{debug, info, warn};
 
 use crate::sip::leg::{dialed_of, InboundLeg};
 use crate::sip::sdp::{self, Negotiated};
-use crate::sip::stack::SipStack;
+use crate::sip::stack::{CallClaim, SipStack};
 
 /// An INVITE we took: the caller's leg for the call flow, and the server transaction
 /// that must be driven until it ends.
@@ -21,6 +19,9 @@ pub(crate) struct Accepted {
     /// the 200, the answer comes in the ACK).
     pub(crate) offer: Option<Negotiated>,
     pub(crate) transaction: InviteTransaction,
+    /// The call's slot under `max_calls` (and its TCP/TLS connection held open):
+    /// keep it until the call ends.
+    pub(crate) claim: CallClaim,
 }
 
 /// The INVITE server transaction of an accepted call.
@@ -40,8 +41,8 @@ impl InviteTransaction {
 }
 
 /// Check a new INVITE and create its dialog. A refusal is answered here (404 for a
-/// number we do not serve, 488 for audio we cannot speak, 500 when the stack cannot
-/// make a dialog) and logged in an operator's words; then `None`.
+/// number we do not serve, 488 for audio we cannot speak, 503 with Retry-After beyond
+/// `max_calls`, 500 when the stack cannot make a dialog) and logged in an operator's words; then `None`.
 pub(crate) async fn accept(
     stack: &SipStack,
     numbers: &[String],
@@ -66,7 +67,18 @@ pub(crate) async fn accept(
             }
         }
     };
-    let contact = contact_for(stack.public_addr(), &tx, &dialed);
+    let Some(claim) = stack.claim_call(&tx) else {
+        // Beyond max_calls (logged by the stack): 503, try again later.
+        let retry = vec![stack.retry_after()];
+        if let Err(e) = tx
+            .reply_with(StatusCode::ServiceUnavailable, retry, None)
+            .await
+        {
+            debug!("could not send 503: {e}");
+        }
+        return None;
+    };
+    let contact = stack.contact_for(tx.connection.as_ref(), &dialed);
     let (state_tx, state_rx) = stack.dialogs.new_dialog_state_channel();
     let dialog = match stack
         .dialogs
@@ -89,26 +101,8 @@ pub(crate) async fn accept(
         leg,
         offer,
         transaction: InviteTransaction { dialog, tx },
+        claim,
     })
-}
-
-/// Our Contact for a dialog: the public address, and the transport the call came on.
-fn contact_for(addr: SocketAddr, tx: &Transaction, user: &str) -> Option<Uri> {
-    let tcp = tx
-        .connection
-        .as_ref()
-        .map(|c| c.is_reliable())
-        .unwrap_or(false);
-    let host = match addr {
-        SocketAddr::V4(a) => a.to_string(),
-        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-    };
-    let uri = if tcp {
-        format!("sip:{user}@{host};transport=tcp")
-    } else {
-        format!("sip:{user}@{host}")
-    };
-    Uri::try_from(uri.as_str()).ok()
 }
 
 /// Answer a request with a bare status; a failure to send is only worth a debug line

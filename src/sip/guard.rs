@@ -1,20 +1,25 @@
-//! The front door for SIP datagrams: malformed input gets a 400 where one can be
-//! addressed, and is otherwise dropped, before rsipstack sees it.
+//! The syntax guard in front of the SIP stack, on every transport: malformed input gets
+//! a 400 where one can be addressed, and is otherwise dropped, before rsipstack sees it.
 //!
 //! rsipstack 0.7.14 drops an unparsable UDP datagram silently at debug level and
 //! accepts a Content-Length larger than the body (it takes what is there). RFC 3261
 //! §18.3 and §8.2 want a 400 for both, so a caller's broken phone learns why, and an
-//! operator sees it in the log. This module is the fix "in our layer": a pure
-//! [`check_datagram`] that is unit-tested, and [`GuardedUdp`], a socket that applies
-//! it and hands rsipstack only what passed.
+//! operator sees it in the log. Requests its dialog layer cannot build a dialog from
+//! (an INVITE without a From tag or a readable Contact) drew a 500 from our server; they
+//! get their 400 here. This module is the fix "in our layer": a pure [`inspect`] that is
+//! unit-tested and fuzzed, used by [`crate::sip::policy::Policy`] for UDP datagrams
+//! ([`GuardedUdp`]) and for each message framed off a TCP or TLS connection.
 
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
-use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
 use rsipstack::sip::SipMessage;
 
-use super::stack::ALLOWED;
+use crate::sip::policy::{Decision, Policy};
+use crate::sip::stack::ALLOWED;
 
 /// What to do with one received datagram.
 #[derive(Debug, PartialEq, Eq)]
@@ -62,7 +67,43 @@ const KNOWN_METHODS: [&str; 14] = [
 
 /// Judge one datagram. Pure: no I/O, so the fuzz and unit tests drive it directly.
 pub fn check_datagram(buf: &[u8]) -> Verdict {
-    if buf.len() > MAX_MESSAGE {
+    inspect(buf, MAX_MESSAGE).verdict
+}
+
+/// What [`inspect`] learnt about one message, besides the verdict: what the policy in
+/// front of the stack (scanner list, `allow`, pike) needs, and the parse, so a stream
+/// transport hands it on without parsing twice.
+#[derive(Debug)]
+pub struct Inspection {
+    pub verdict: Verdict,
+    /// The start line says `SIP/2.0 ...`: a response.
+    pub is_response: bool,
+    /// The request's method as written (empty for responses).
+    pub method: String,
+    /// The To header carries a tag: the request belongs to a dialog.
+    pub in_dialog: bool,
+    /// The parsed message, when the verdict is [`Verdict::Pass`].
+    pub message: Option<SipMessage>,
+}
+
+/// Judge one message of at most `max` bytes (a datagram, or one framed off a stream).
+pub fn inspect(buf: &[u8], max: usize) -> Inspection {
+    let mut out = Inspection {
+        verdict: Verdict::Pass,
+        is_response: false,
+        method: String::new(),
+        in_dialog: false,
+        message: None,
+    };
+    out.verdict = judge(buf, max, &mut out);
+    if out.verdict != Verdict::Pass {
+        out.message = None;
+    }
+    out
+}
+
+fn judge(buf: &[u8], max: usize, out: &mut Inspection) -> Verdict {
+    if buf.len() > max {
         return reject(buf, format!("message of {} bytes is too large", buf.len()));
     }
     let Some(head_end) = find(buf, b"\r\n\r\n") else {
@@ -76,19 +117,18 @@ pub fn check_datagram(buf: &[u8]) -> Verdict {
     let mut lines = head_text.split("\r\n");
     let start = lines.next().unwrap_or_default();
     let is_response = start.starts_with("SIP/");
+    out.is_response = is_response;
     if !is_response && !valid_request_line(start) {
         return reject(buf, format!("malformed request line {:?}", truncate(start)));
     }
-    let method = start.split(' ').next().unwrap_or_default();
-    if !is_response && !KNOWN_METHODS.contains(&method) {
-        // RFC 3261 §8.2.1: a method we do not implement gets 501, with Allow.
-        let response = reply_from_raw(buf, "501 Not Implemented", "unknown method");
-        return Verdict::Reject {
-            reason: format!("unknown method {:?}", truncate(method)),
-            response,
-        };
-    }
+    let method = if is_response {
+        ""
+    } else {
+        start.split(' ').next().unwrap_or_default()
+    };
+    out.method = method.to_string();
     let mut seen = [false; MANDATORY.len()];
+    let mut cseq_method = None;
     for line in lines {
         if line.starts_with([' ', '\t']) {
             continue; // folded continuation (RFC 3261 §7.3.1)
@@ -100,11 +140,22 @@ pub fn check_datagram(buf: &[u8]) -> Verdict {
             );
         };
         let name = name.trim().to_ascii_lowercase();
+        if !valid_token(&name) {
+            // RFC 3261 §25.1: a header name is a token. "Contact <sip" is not one, and
+            // letting it through hid the missing Contact from us (cause of a 500).
+            return reject(buf, format!("malformed header name {:?}", truncate(&name)));
+        }
         if let Some(i) = MANDATORY
             .iter()
             .position(|(long, short)| name == *long || (!short.is_empty() && name == *short))
         {
             seen[i] = true;
+        }
+        if (name == "to" || name == "t") && has_tag(value) {
+            out.in_dialog = true;
+        }
+        if name == "cseq" {
+            cseq_method = value.split_whitespace().nth(1).map(str::to_string);
         }
         if name == "content-length" || name == "l" {
             let Ok(declared) = value.trim().parse::<usize>() else {
@@ -128,17 +179,59 @@ pub fn check_datagram(buf: &[u8]) -> Verdict {
                 format!("mandatory header {} is missing", MANDATORY[i].0),
             );
         }
+        if cseq_method.as_deref().is_some_and(|m| m != method) {
+            // RFC 3261 §8.1.1.5: the CSeq method MUST match the request's.
+            return reject(
+                buf,
+                format!(
+                    "CSeq method {:?} does not match the request's {:?}",
+                    truncate(cseq_method.as_deref().unwrap_or_default()),
+                    truncate(method)
+                ),
+            );
+        }
+        if !KNOWN_METHODS.contains(&method) {
+            // RFC 3261 §8.2.1: a method we do not implement gets 501, with Allow.
+            let response = reply_from_raw(buf, "501 Not Implemented", "unknown method");
+            return Verdict::Reject {
+                reason: format!("unknown method {:?}", truncate(method)),
+                response,
+            };
+        }
     }
     match SipMessage::try_from(buf) {
         Ok(msg) => match semantic_problem(&msg) {
-            None => Verdict::Pass,
+            None => {
+                out.message = Some(msg);
+                Verdict::Pass
+            }
             Some(reason) => reject(buf, reason),
         },
         Err(e) => reject(buf, format!("unparsable: {e}")),
     }
 }
 
-/// Problems the parser lets through but the transaction layer would choke on.
+/// RFC 3261 §25.1 token characters.
+fn valid_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
+/// Whether a From or To value carries a `tag` parameter (outside the `<...>` URI).
+fn has_tag(value: &str) -> bool {
+    let params = match value.rfind('>') {
+        Some(i) => &value[i..],
+        None => value,
+    };
+    params
+        .split(';')
+        .skip(1)
+        .any(|p| p.trim().to_ascii_lowercase().starts_with("tag="))
+}
+
+/// Problems the parser lets through but the transaction or dialog layer would choke on
+/// (each of these once drew a 500 from the dialog layer; issue 8).
 fn semantic_problem(msg: &SipMessage) -> Option<String> {
     let (via, cseq) = match msg {
         SipMessage::Request(r) => (r.via_header().is_ok(), r.cseq_header()),
@@ -147,9 +240,37 @@ fn semantic_problem(msg: &SipMessage) -> Option<String> {
     if !via {
         return Some("Via header is unreadable".into());
     }
-    match cseq {
-        Ok(c) if c.seq().is_ok() && c.method().is_ok() => None,
-        _ => Some("CSeq header is unreadable".into()),
+    if !matches!(&cseq, Ok(c) if c.seq().is_ok() && c.method().is_ok()) {
+        return Some("CSeq header is unreadable".into());
+    }
+    match msg {
+        SipMessage::Request(r) if r.method == rsipstack::sip::Method::Invite => invite_problem(r),
+        _ => None,
+    }
+}
+
+/// What rsipstack needs to create a dialog from an INVITE (RFC 3261 §8.1.1, §12.1.1):
+/// a From with a tag, readable From and To, and one readable Contact. Without these
+/// `get_or_create_server_invite` fails, and the server answered 500.
+fn invite_problem(r: &rsipstack::sip::Request) -> Option<String> {
+    let from = match r.from_header().map(|f| f.typed()) {
+        Ok(Ok(f)) => f,
+        _ => return Some("From header is unreadable".into()),
+    };
+    if !from
+        .params
+        .iter()
+        .any(|p| matches!(p, rsipstack::sip::Param::Tag(_)))
+    {
+        return Some("From header has no tag (RFC 3261 §8.1.1.3)".into());
+    }
+    if !matches!(r.to_header().map(|t| t.typed()), Ok(Ok(_))) {
+        return Some("To header is unreadable".into());
+    }
+    match r.typed_contact_headers() {
+        Ok(c) if !c.is_empty() => None,
+        Ok(_) => Some("INVITE has no Contact header (RFC 3261 §8.1.1.8)".into()),
+        Err(_) => Some("Contact header is unreadable".into()),
     }
 }
 
@@ -172,9 +293,11 @@ fn reject(buf: &[u8], reason: String) -> Verdict {
     Verdict::Reject { reason, response }
 }
 
-/// A 400 that copies Via, From, To, Call-ID and CSeq from the raw request (§8.2.6.2),
-/// built by hand because the parser already refused the message.
-fn reply_from_raw(buf: &[u8], status: &str, reason: &str) -> Option<Vec<u8>> {
+/// A response (400, 403, 413, 501) that copies Via, From, To, Call-ID and CSeq from the
+/// raw request (§8.2.6.2), built by hand because the parser refused the message or the
+/// policy answers before the stack sees it. `None` for responses and for requests that
+/// lack what a response must name.
+pub(crate) fn reply_from_raw(buf: &[u8], status: &str, reason: &str) -> Option<Vec<u8>> {
     let head_end = find(buf, b"\r\n\r\n").unwrap_or(buf.len().min(MAX_MESSAGE));
     let text = String::from_utf8_lossy(&buf[..head_end]);
     let mut lines = text.split("\r\n");
@@ -203,8 +326,11 @@ fn reply_from_raw(buf: &[u8], status: &str, reason: &str) -> Option<Vec<u8>> {
     }
     let (from, mut to, call_id, cseq) = (from?, to?, call_id?, cseq?);
     if !to.contains(";tag=") {
-        to.push_str(";tag=");
-        to.push_str(&rsipstack::transaction::random_text(10));
+        // The same tag for a retransmission of the same request, so its answers are
+        // the same response (RFC 3261 §8.2.6.2 wants one tag per response).
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&via[0], &from, &call_id, &cseq).hash(&mut h);
+        to.push_str(&format!(";tag=hl{:012x}", h.finish() & 0xffff_ffff_ffff));
     }
     let phrase: String = reason
         .chars()
@@ -232,31 +358,17 @@ fn truncate(s: &str) -> String {
     s.chars().take(60).collect()
 }
 
-/// Logs rejected input without letting a flood of garbage flood the log: the first ten,
-/// then one line per thousand.
-static REJECTED: AtomicU64 = AtomicU64::new(0);
-
-fn log_rejection(from: SocketAddr, reason: &str, answered: bool) {
-    let n = REJECTED.fetch_add(1, Ordering::Relaxed) + 1;
-    if n <= 10 || n.is_multiple_of(1000) {
-        tracing::warn!(
-            %from,
-            answered_400 = answered,
-            total_rejected = n,
-            "rejected a malformed SIP message: {reason}"
-        );
-    }
-}
-
-/// A UDP socket that rsipstack reads through: it only ever returns datagrams that
-/// passed [`check_datagram`], and answers the rest itself.
+/// A UDP socket that rsipstack reads through: it only ever returns datagrams that the
+/// [`Policy`] passed (syntax, scanners, flood ban, `allow`), and sends the policy's
+/// answers (400, 403, 501) itself.
 pub struct GuardedUdp {
     socket: tokio::net::UdpSocket,
+    policy: Arc<Policy>,
 }
 
 impl GuardedUdp {
-    pub fn new(socket: tokio::net::UdpSocket) -> Self {
-        GuardedUdp { socket }
+    pub fn new(socket: tokio::net::UdpSocket, policy: Arc<Policy>) -> Self {
+        GuardedUdp { socket, policy }
     }
 }
 
@@ -270,16 +382,13 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdp {
             if packet.iter().all(|b| b.is_ascii_whitespace()) {
                 return Ok((len, from));
             }
-            match check_datagram(packet) {
-                Verdict::Pass => return Ok((len, from)),
-                Verdict::Reject { reason, response } => {
-                    let answered = response.is_some();
-                    if let Some(resp) = response {
-                        // rport (RFC 3581): answer where it came from.
-                        let _ = self.socket.send_to(&resp, from).await;
-                    }
-                    log_rejection(from, &reason, answered);
+            match self.policy.judge(Instant::now(), from, "udp", packet) {
+                Decision::Pass { .. } => return Ok((len, from)),
+                Decision::Answer(resp) => {
+                    // rport (RFC 3581): answer where it came from.
+                    let _ = self.socket.send_to(&resp, from).await;
                 }
+                Decision::Drop | Decision::Banned => {}
             }
         }
     }

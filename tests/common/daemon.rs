@@ -214,6 +214,18 @@ impl Daemon {
             .unwrap()
     }
 
+    /// A test phone on this daemon from another loopback address (127.0.0.2 and up
+    /// are other "hosts" to the per-address limits).
+    pub async fn phone_from(
+        &self,
+        transport: super::phone::Transport,
+        ip: &str,
+    ) -> super::phone::Phone {
+        super::phone::Phone::new_from(transport, self.addr, ip.parse().unwrap())
+            .await
+            .unwrap()
+    }
+
     /// Every row in `calls` (most recent first).
     pub async fn all_records(&self) -> Vec<CallRow> {
         let store = self.server().store();

@@ -15,9 +15,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
@@ -39,6 +38,8 @@ pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum Transport {
     Udp,
     Tcp,
+    /// TLS over TCP (RFC 3261 §26.2); made with [`Phone::new_tls`].
+    Tls,
 }
 
 impl Transport {
@@ -46,9 +47,13 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 }
+
+/// The writing half of a TCP or TLS connection.
+type StreamWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// One SIP message as it arrived: the exact bytes, the parse (if they parse), source, time.
 #[derive(Clone, Debug)]
@@ -132,14 +137,14 @@ enum Wire {
         sock: Arc<UdpSocket>,
         server: SocketAddr,
     },
-    Tcp(Arc<tokio::sync::Mutex<OwnedWriteHalf>>),
+    Stream(Arc<tokio::sync::Mutex<StreamWriter>>),
 }
 
 impl Wire {
     async fn send(&self, bytes: &[u8]) -> Result<()> {
         match self {
             Wire::Udp { sock, server } => sock.send_to(bytes, *server).await.map(|_| ())?,
-            Wire::Tcp(w) => w.lock().await.write_all(bytes).await?,
+            Wire::Stream(w) => w.lock().await.write_all(bytes).await?,
         }
         Ok(())
     }
@@ -148,7 +153,7 @@ impl Wire {
     async fn reply(&self, bytes: &[u8], to: SocketAddr) -> Result<()> {
         match self {
             Wire::Udp { sock, .. } => sock.send_to(bytes, to).await.map(|_| ())?,
-            Wire::Tcp(w) => w.lock().await.write_all(bytes).await?,
+            Wire::Stream(w) => w.lock().await.write_all(bytes).await?,
         }
         Ok(())
     }
@@ -187,6 +192,7 @@ impl Shared {
         match self.transport {
             Transport::Udp => format!("<sip:{user}@{}>", self.local),
             Transport::Tcp => format!("<sip:{user}@{};transport=tcp>", self.local),
+            Transport::Tls => format!("<sip:{user}@{};transport=tls>", self.local),
         }
     }
 }
@@ -209,44 +215,101 @@ impl Phone {
     /// Bind the SIP socket (UDP) or connect to `server` (TCP), and bind the RTP socket,
     /// all on 127.0.0.1 with OS-chosen ports.
     pub async fn new(transport: Transport, server: SocketAddr) -> Result<Phone> {
-        let rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-        let (inbox_tx, inbox) = mpsc::unbounded_channel();
-        let make = |wire, local| {
-            Arc::new(Shared {
-                wire,
-                transport,
-                local,
-                server,
-                txns: Mutex::new(HashMap::new()),
-                dialogs: Mutex::new(HashMap::new()),
-                log: Mutex::new(Vec::new()),
-            })
-        };
-        let (shared, reader) = match transport {
+        Self::new_from(transport, server, std::net::Ipv4Addr::LOCALHOST.into()).await
+    }
+
+    /// Like [`Phone::new`] from another local address (all of 127.0.0.0/8 is loopback):
+    /// a second "host" for tests of per-address limits.
+    pub async fn new_from(
+        transport: Transport,
+        server: SocketAddr,
+        ip: std::net::IpAddr,
+    ) -> Result<Phone> {
+        match transport {
             Transport::Udp => {
-                let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-                let shared = make(
+                let rtp = Arc::new(UdpSocket::bind((ip, 0)).await?);
+                let (inbox_tx, inbox) = mpsc::unbounded_channel();
+                let sock = Arc::new(UdpSocket::bind((ip, 0)).await?);
+                let shared = Self::shared(
                     Wire::Udp {
                         sock: sock.clone(),
                         server,
                     },
+                    transport,
                     sock.local_addr()?,
+                    server,
                 );
                 let reader = tokio::spawn(read_udp(shared.clone(), sock, inbox_tx));
-                (shared, reader)
+                Ok(Phone {
+                    shared,
+                    inbox,
+                    rtp,
+                    reader,
+                })
             }
             Transport::Tcp => {
-                let stream = timeout(TRANSACTION_TIMEOUT, TcpStream::connect(server))
-                    .await
-                    .map_err(|_| PhoneError::Timeout(format!("TCP connect to {server}")))??;
-                stream.set_nodelay(true)?;
+                let stream = connect_from(ip, server).await?;
                 let local = stream.local_addr()?;
-                let (r, w) = stream.into_split();
-                let shared = make(Wire::Tcp(Arc::new(tokio::sync::Mutex::new(w))), local);
-                let reader = tokio::spawn(read_tcp(shared.clone(), r, inbox_tx));
-                (shared, reader)
+                Self::over_stream(stream, Transport::Tcp, local, server).await
             }
-        };
+            Transport::Tls => Err(PhoneError::Protocol(
+                "a TLS phone needs a connector: Phone::new_tls".into(),
+            )),
+        }
+    }
+
+    /// A phone over TLS from `ip` to `server`, verifying the server as `name`.
+    pub async fn new_tls(
+        server: SocketAddr,
+        ip: std::net::IpAddr,
+        connector: tokio_rustls::TlsConnector,
+        name: rustls_pki_types::ServerName<'static>,
+    ) -> Result<Phone> {
+        let stream = connect_from(ip, server).await?;
+        let local = stream.local_addr()?;
+        let tls = timeout(TRANSACTION_TIMEOUT, connector.connect(name, stream))
+            .await
+            .map_err(|_| PhoneError::Timeout(format!("TLS handshake with {server}")))??;
+        Self::over_stream(tls, Transport::Tls, local, server).await
+    }
+
+    fn shared(
+        wire: Wire,
+        transport: Transport,
+        local: SocketAddr,
+        server: SocketAddr,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            wire,
+            transport,
+            local,
+            server,
+            txns: Mutex::new(HashMap::new()),
+            dialogs: Mutex::new(HashMap::new()),
+            log: Mutex::new(Vec::new()),
+        })
+    }
+
+    async fn over_stream<S>(
+        stream: S,
+        transport: Transport,
+        local: SocketAddr,
+        server: SocketAddr,
+    ) -> Result<Phone>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let rtp = Arc::new(UdpSocket::bind((local.ip(), 0)).await?);
+        let (inbox_tx, inbox) = mpsc::unbounded_channel();
+        let (r, w) = tokio::io::split(stream);
+        let writer: StreamWriter = Box::new(w);
+        let shared = Self::shared(
+            Wire::Stream(Arc::new(tokio::sync::Mutex::new(writer))),
+            transport,
+            local,
+            server,
+        );
+        let reader = tokio::spawn(read_stream(shared.clone(), r, inbox_tx));
         Ok(Phone {
             shared,
             inbox,
@@ -401,10 +464,24 @@ async fn read_udp(
     }
 }
 
-/// Read the TCP stream, cutting messages by Content-Length, until it closes.
-async fn read_tcp(
+/// A TCP connection from `ip` (any port) to `server`, without Nagle's delay.
+async fn connect_from(ip: std::net::IpAddr, server: SocketAddr) -> Result<TcpStream> {
+    let socket = match ip {
+        std::net::IpAddr::V4(_) => TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    let stream = timeout(TRANSACTION_TIMEOUT, socket.connect(server))
+        .await
+        .map_err(|_| PhoneError::Timeout(format!("TCP connect to {server}")))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Read the TCP or TLS stream, cutting messages by Content-Length, until it closes.
+async fn read_stream<R: AsyncRead + Unpin>(
     shared: Arc<Shared>,
-    mut r: OwnedReadHalf,
+    mut r: R,
     inbox: mpsc::UnboundedSender<Received>,
 ) {
     let peer = shared.server;
