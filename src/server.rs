@@ -168,6 +168,7 @@ impl Server {
         });
         info!(
             udp_tcp = %server.stack.local,
+            tls = ?server.stack.tls_local,
             numbers = ?server.numbers,
             "hotline is answering calls"
         );
@@ -207,6 +208,11 @@ impl Server {
     /// The SIP address we listen on (UDP and TCP).
     pub fn local_addr(&self) -> SocketAddr {
         self.stack.local
+    }
+
+    /// The SIP-over-TLS address we listen on, when `[sip] tls_listen` is set.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.stack.tls_local
     }
 
     /// The call-records store, for tests and the shutdown flush.
