@@ -2,7 +2,7 @@
 //! (issue 8): each test sets the keys in the daemon's config and checks what a caller
 //! on the wire gets. The tests that need several source addresses run in a network
 //! namespace of their own (`common::netns`) and are skipped, saying why, when the
-//! machine cannot make one (not root).
+//! machine cannot make one (not root). The last test calls a volunteer over TLS.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::daemon::*;
 use common::phone::*;
-use common::tls::{connector, pki};
+use common::tls::{busy_tls_phone, connector, pki};
 use hotline::config::{IpNet, TlsConfig};
 use rustls_pki_types::ServerName;
 use tokio::net::UdpSocket;
@@ -209,6 +209,68 @@ async fn a_call_over_tls_to_the_daemon_reaches_the_menu() {
         assert_eq!(call.hangup().await.unwrap(), 200);
         let row = d.ended_record("tls@daemon", Duration::from_secs(10)).await;
         assert!(row.ended_at.is_some());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volunteer_written_sips_is_called_over_tls_with_a_tls_via_and_sips_contact() {
+    bounded(Duration::from_secs(60), async {
+        let pki = pki();
+        let (vol_addr, vol) = busy_tls_phone(&pki, true).await;
+        let (cert, key, ca) = (pki.cert.clone(), pki.key.clone(), pki.ca.clone());
+        let d = Daemon::start(PORTS, move |c| {
+            c.sip.tls = Some(TlsConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                cert,
+                key,
+            });
+            c.sip.tls_ca = Some(ca);
+        })
+        .await;
+        let roster = format!(
+            "timezone = \"Asia/Shanghai\"\n\n[[volunteer]]\nid = \"wang\"\nname = \"Wang\"\n\
+             phone = \"sips:wang@127.0.0.1:{}\"\n\n[[shift]]\nstation = \"desk\"\n\
+             volunteer = \"wang\"\ndays = \"daily\"\nstart = \"00:00\"\nend = \"24:00\"\n",
+            vol_addr.port()
+        );
+        std::fs::write(d.tmp.path().join("roster.toml"), roster).unwrap();
+        d.server().reload_roster();
+        assert_eq!(d.server().roster().current().volunteers.len(), 1);
+
+        let phone = d.phone(Transport::Udp).await;
+        let call = phone.call(CallOptions::default()).await.unwrap();
+        assert_eq!(call.status, 200);
+        wait_for_prompt(&call, "menu", Duration::from_secs(5)).await;
+        call.send_dtmf_rfc4733('0', 120).await.unwrap();
+        let invite = timeout(Duration::from_secs(20), vol)
+            .await
+            .expect("the volunteer was not called")
+            .unwrap()
+            .expect("the volunteer got an INVITE over TLS");
+        let ours = d.server().tls_addr().unwrap().port();
+        let header = |name: &str| {
+            invite
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            invite.starts_with("INVITE sips:wang@127.0.0.1:"),
+            "{invite}"
+        );
+        let via = header("Via:");
+        assert!(
+            via.contains(&format!("SIP/2.0/TLS 127.0.0.1:{ours}")),
+            "{via}"
+        );
+        let contact = header("Contact:");
+        assert!(
+            contact.contains(&format!("sips:6289110@127.0.0.1:{ours}")),
+            "{contact}"
+        );
+        let _ = call.hangup().await;
     })
     .await;
 }
