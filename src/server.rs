@@ -22,8 +22,10 @@ use crate::media::prompts::{Prompt, PromptSet};
 use crate::media::session::PortPool;
 use crate::roster::{Roster, RosterHandle};
 use crate::sip::accept::{self, reply};
+use crate::sip::limits::Limits;
 use crate::sip::outbound::Dialer;
 use crate::sip::stack::{SipStack, StackOptions, ALLOWED};
+use crate::sip::transport::tls::TlsSettings;
 use crate::store::Store;
 
 /// Errors that stop the daemon from starting, in words for the operator.
@@ -113,11 +115,7 @@ impl Server {
     pub async fn start(config: &Config) -> Result<Arc<Server>, StartError> {
         let (prompts, ringback) = load_prompts(config).await?;
         let store = Store::open(&config.database.url).await?;
-        let (first_port, last_port) = config.media.rtp_ports;
-        let options = StackOptions {
-            rtp_ports: usize::from(last_port.saturating_sub(first_port)) + 1,
-            ..StackOptions::default()
-        };
+        let options = stack_options(config);
         let stack = SipStack::bind_with(
             config.sip.listen,
             config.sip.public_addr,
@@ -170,6 +168,7 @@ impl Server {
         });
         info!(
             udp_tcp = %server.stack.local,
+            tls = ?server.stack.tls_local,
             numbers = ?server.numbers,
             "hotline is answering calls"
         );
@@ -209,6 +208,11 @@ impl Server {
     /// The SIP address we listen on (UDP and TCP).
     pub fn local_addr(&self) -> SocketAddr {
         self.stack.local
+    }
+
+    /// The SIP-over-TLS address we listen on, when `[sip] tls_listen` is set.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.stack.tls_local
     }
 
     /// The call-records store, for tests and the shutdown flush.
@@ -352,7 +356,80 @@ impl Server {
     }
 }
 
+/// The SIP stack's settings from the config's plain data: `[limits]`, `[sip] allow`
+/// and `tls_*`, and the size of the RTP range (the connection and call caps leave the
+/// calls' sockets room).
+pub fn stack_options(config: &Config) -> StackOptions {
+    let l = &config.limits;
+    let (first_port, last_port) = config.media.rtp_ports;
+    StackOptions {
+        limits: Limits {
+            tcp_per_source: l.tcp_per_source,
+            tcp_total: l.tcp_total,
+            idle: Duration::from_secs(l.idle_s),
+            partial: Duration::from_secs(l.partial_s),
+            handshake: Duration::from_secs(l.handshake_s),
+            max_message: l.max_message,
+            scanners: l.scanners.clone(),
+            pike_requests: l.pike_requests,
+            pike_window: Duration::from_secs(l.pike_window_s),
+            pike_ban: Duration::from_secs(l.pike_ban_s),
+            trusted: l.trusted.clone(),
+            allow: config.sip.allow.clone(),
+            max_calls: l.max_calls,
+            retry_after_s: l.retry_after_s,
+            ..Limits::default()
+        },
+        tls: config.sip.tls.as_ref().map(|t| TlsSettings {
+            listen: t.listen,
+            cert: t.cert.clone(),
+            key: t.key.clone(),
+        }),
+        tls_ca: config.sip.tls_ca.clone(),
+        rtp_ports: usize::from(last_port.saturating_sub(first_port)) + 1,
+    }
+}
+
 fn allow_header() -> Header {
     let allow: Vec<String> = ALLOWED.iter().map(|m| m.to_string()).collect();
     Header::Allow(allow.join(", ").into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The config's defaults are the SIP stack's: leaving `[limits]` out changes nothing.
+    #[test]
+    fn config_defaults_give_the_stacks_default_limits() {
+        let cfg = Config::embedded_default();
+        let options = stack_options(&cfg);
+        assert_eq!(options.limits, Limits::default());
+        assert_eq!(options.tls, None);
+        assert_eq!(options.tls_ca, None);
+        assert_eq!(options.rtp_ports, 1000);
+    }
+
+    #[test]
+    fn config_limits_reach_the_stack() {
+        let text = "[sip]\nallow = [\"192.0.2.0/24\"]\ntls_listen = \"0.0.0.0:5061\"\n\
+                    tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_ca = \"ca.pem\"\n\
+                    [limits]\ntcp_per_source = 3\nidle_s = 5\npike_window_s = 4\n\
+                    trusted = [\"198.51.100.7\"]\nmax_calls = 2\nretry_after_s = 9\n";
+        let cfg = Config::from_str(text, std::path::Path::new("t.toml")).unwrap();
+        let o = stack_options(&cfg);
+        assert_eq!(o.limits.tcp_per_source, 3);
+        assert_eq!(o.limits.idle, Duration::from_secs(5));
+        assert_eq!(o.limits.pike_window, Duration::from_secs(4));
+        assert!(o.limits.is_trusted("198.51.100.7".parse().unwrap()));
+        assert!(!o.limits.is_trusted("127.0.0.1".parse().unwrap()));
+        assert!(o.limits.may_call("192.0.2.9".parse().unwrap()));
+        assert!(!o.limits.may_call("192.0.3.9".parse().unwrap()));
+        assert_eq!(o.limits.max_calls, Some(2));
+        assert_eq!(o.limits.retry_after_s, 9);
+        let tls = o.tls.unwrap();
+        assert_eq!(tls.listen, "0.0.0.0:5061".parse().unwrap());
+        assert_eq!(tls.cert, std::path::PathBuf::from("c.pem"));
+        assert_eq!(o.tls_ca, Some(std::path::PathBuf::from("ca.pem")));
+    }
 }

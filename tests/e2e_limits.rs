@@ -75,25 +75,6 @@ async fn read_message(s: &mut TcpStream, limit: Duration) -> Option<SipMessage> 
     }
 }
 
-fn options(local: SocketAddr, server: SocketAddr, transport: &str, ua: &str) -> Vec<u8> {
-    format!(
-        "OPTIONS sip:6289110@{server} SIP/2.0\r\n\
-Via: SIP/2.0/{transport} {local};branch={};rport\r\n\
-Max-Forwards: 70\r\n\
-From: <sip:probe@{}>;tag={}\r\n\
-To: <sip:6289110@{server}>\r\n\
-Call-ID: {}@limits\r\n\
-CSeq: 1 OPTIONS\r\n\
-User-Agent: {ua}\r\n\
-Content-Length: 0\r\n\r\n",
-        new_branch(),
-        local.ip(),
-        random_token(8),
-        random_token(12),
-    )
-    .into_bytes()
-}
-
 async fn full_call(phone: &Phone) {
     let call = phone.call(CallOptions::default()).await.unwrap();
     assert_eq!(call.status, 200);
@@ -119,7 +100,7 @@ async fn idle_connections_from_one_address_leave_others_served_and_close_after_3
         // The 64 are served: a request on the last one is answered.
         let last = idle.last_mut().unwrap();
         let local = last.local_addr().unwrap();
-        last.write_all(&options(local, d.addr, "TCP", "probe"))
+        last.write_all(&options_request(local, d.addr, "TCP", "probe"))
             .await
             .unwrap();
         let resp = read_message(last, Duration::from_secs(3)).await;
@@ -152,7 +133,7 @@ async fn slow_headers_a_byte_every_two_seconds_are_closed_after_ten() {
         let s = tcp_from("127.0.0.4", d.addr).await;
         let local = s.local_addr().unwrap();
         let (mut r, mut w) = s.into_split();
-        let msg = options(local, d.addr, "TCP", "slowloris");
+        let msg = options_request(local, d.addr, "TCP", "slowloris");
         let start = Instant::now();
         let writer = tokio::spawn(async move {
             for b in msg {
@@ -193,7 +174,7 @@ async fn an_oversize_message_over_tcp_is_refused_and_the_connection_closed() {
         // Declared body past the 16 KiB cap: 413, then closed without reading it.
         let mut s = tcp_from("127.0.0.1", d.addr).await;
         let local = s.local_addr().unwrap();
-        let head = String::from_utf8(options(local, d.addr, "TCP", "big"))
+        let head = String::from_utf8(options_request(local, d.addr, "TCP", "big"))
             .unwrap()
             .replace(
                 "Content-Length: 0",
@@ -235,7 +216,7 @@ async fn a_malformed_request_over_tcp_gets_400_and_the_connection_still_carries_
         let d = Daemon::start(PORTS, |_| {}).await;
         let mut phone = d.phone(Transport::Tcp).await;
         let local = phone.local_addr();
-        let good = String::from_utf8(options(local, d.addr, "TCP", "x")).unwrap();
+        let good = String::from_utf8(options_request(local, d.addr, "TCP", "x")).unwrap();
         let broken = [
             // A request line without a version.
             good.replace(" SIP/2.0\r\nVia", "\r\nVia"),
@@ -279,7 +260,7 @@ async fn scanners_get_no_answer_over_udp_or_tcp() {
                 "VaxSIPUserAgent/3.1",
                 "pplsip",
             ] {
-                let req = options(phone.local_addr(), d.addr, name, ua);
+                let req = options_request(phone.local_addr(), d.addr, name, ua);
                 phone.send_raw(&req).await.unwrap();
             }
             let got = phone.recv_message(Duration::from_secs(1)).await;
@@ -299,7 +280,7 @@ async fn a_flooding_address_is_banned_while_another_places_a_call() {
         let local = flood.local_addr().unwrap();
         for _ in 0..60 {
             flood
-                .send_to(&options(local, d.addr, "UDP", "flood"), d.addr)
+                .send_to(&options_request(local, d.addr, "UDP", "flood"), d.addr)
                 .await
                 .unwrap();
         }
@@ -313,7 +294,7 @@ async fn a_flooding_address_is_banned_while_another_places_a_call() {
         // Still silenced a while later, over UDP and TCP.
         tokio::time::sleep(Duration::from_secs(2)).await;
         flood
-            .send_to(&options(local, d.addr, "UDP", "flood"), d.addr)
+            .send_to(&options_request(local, d.addr, "UDP", "flood"), d.addr)
             .await
             .unwrap();
         let later = timeout(Duration::from_secs(1), flood.recv_from(&mut buf)).await;
@@ -337,7 +318,7 @@ async fn the_hosts_own_loopback_is_trusted_and_never_banned() {
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let local = sock.local_addr().unwrap();
         for _ in 0..100 {
-            sock.send_to(&options(local, d.addr, "UDP", "monitor"), d.addr)
+            sock.send_to(&options_request(local, d.addr, "UDP", "monitor"), d.addr)
                 .await
                 .unwrap();
         }

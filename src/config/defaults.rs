@@ -1,6 +1,6 @@
 //! The defaults in code, for every key the file leaves out.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use super::*;
@@ -22,6 +22,9 @@ pub(super) fn builtin_defaults() -> Config {
             numbers: vec!["6289110".into()],
             user_agent: concat!("hotline/", env!("CARGO_PKG_VERSION")).into(),
             t1_ms: 500,
+            allow: Vec::new(),
+            tls: None,
+            tls_ca: None,
         },
         media: MediaConfig {
             rtp_ports: (20000, 20999),
@@ -63,6 +66,43 @@ pub(super) fn builtin_defaults() -> Config {
             voicemail_max_s: 120,
         },
         trunk: None,
+        limits: default_limits(),
         source: PathBuf::from(EMBEDDED_SOURCE),
+    }
+}
+
+/// User-Agent substrings of the SIP scanners seen in the wild (SIPVicious and its
+/// forks, sipcli, the toll-fraud tools); the SIP stack keeps the same list.
+pub(super) const DEFAULT_SCANNERS: [&str; 8] = [
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "VaxSIPUserAgent",
+    "pplsip",
+    "sundayddr",
+    "iWar",
+    "SIVuS",
+];
+
+/// `[limits]` when left out; a test in `server` keeps them equal to the SIP
+/// stack's own defaults.
+pub(super) fn default_limits() -> LimitsConfig {
+    LimitsConfig {
+        tcp_per_source: 64,
+        tcp_total: 4096,
+        idle_s: 32,
+        partial_s: 10,
+        handshake_s: 10,
+        max_message: 16 * 1024,
+        scanners: DEFAULT_SCANNERS.iter().map(|s| s.to_string()).collect(),
+        pike_requests: 16,
+        pike_window_s: 2,
+        pike_ban_s: 300,
+        trusted: vec![
+            IpNet::from(IpAddr::from([127, 0, 0, 1])),
+            IpNet::from(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+        ],
+        max_calls: None,
+        retry_after_s: 30,
     }
 }

@@ -16,6 +16,7 @@ mod cadence;
 mod defaults;
 mod model;
 mod raw;
+mod security;
 mod validate;
 
 use std::net::IpAddr;

@@ -4,6 +4,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+pub use ipnet::IpNet;
+
 use super::Cadence;
 
 /// The whole daemon configuration, validated.
@@ -27,6 +29,8 @@ pub struct Config {
     pub forward: ForwardConfig,
     /// The SIP trunk for phone numbers; None when every volunteer has a SIP URI.
     pub trunk: Option<TrunkConfig>,
+    /// Connection caps, scanner and flood defence, the call cap (`[limits]`).
+    pub limits: LimitsConfig,
     /// The file it came from, or [`EMBEDDED_SOURCE`](super::EMBEDDED_SOURCE); for log lines and errors.
     pub source: PathBuf,
 }
@@ -45,6 +49,55 @@ pub struct SipConfig {
     /// RFC 3261 Timer T1 (round-trip estimate) in milliseconds, default 500. Every
     /// retransmission timer scales from it (Timer H = 64*T1). As Asterisk's `timert1`.
     pub t1_ms: u64,
+    /// Who may call (`allow`); empty: everyone. Others get 403 and no call is made.
+    pub allow: Vec<IpNet>,
+    /// SIP over TLS (`tls_listen`, `tls_cert`, `tls_key`); None: no TLS listener.
+    pub tls: Option<TlsConfig>,
+    /// CA certificates (PEM) that verify volunteers' phones called over TLS
+    /// (`tls_ca`); None: the system's CA bundle.
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// Where to serve SIP over TLS (RFC 3261 `sips:`) and with which certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// `[sip] tls_listen`, e.g. `0.0.0.0:5061`.
+    pub listen: SocketAddr,
+    /// `[sip] tls_cert`: PEM, the certificate first, then its chain.
+    pub cert: PathBuf,
+    /// `[sip] tls_key`: PEM, PKCS#8, PKCS#1 or SEC1.
+    pub key: PathBuf,
+}
+
+/// `[limits]`: what keeps a SIP port on the public internet usable. Plain numbers;
+/// the server turns them into the SIP stack's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// TCP/TLS connections open at once from one address (AST-2016-005).
+    pub tcp_per_source: usize,
+    /// TCP/TLS connections open at once in total (also capped by the file limit).
+    pub tcp_total: usize,
+    /// Close a connection with no complete request for this long (Timer D, 32 s).
+    pub idle_s: u64,
+    /// Close a connection whose partial message is not complete within this long.
+    pub partial_s: u64,
+    /// A TLS handshake must finish within this long.
+    pub handshake_s: u64,
+    /// The largest SIP message, in bytes, on any transport.
+    pub max_message: usize,
+    /// User-Agent substrings (any case) whose requests are dropped unanswered.
+    pub scanners: Vec<String>,
+    /// Flood ban: more than `pike_requests` within `pike_window_s` from one address
+    /// silences it for `pike_ban_s`.
+    pub pike_requests: u32,
+    pub pike_window_s: u64,
+    pub pike_ban_s: u64,
+    /// Exempt from the flood ban and the per-address connection cap (the trunk).
+    pub trusted: Vec<IpNet>,
+    /// Concurrent calls; None: derived from the RTP port range (ports / 4).
+    pub max_calls: Option<usize>,
+    /// `Retry-After` of the 503 beyond `max_calls`, in seconds.
+    pub retry_after_s: u32,
 }
 
 /// RTP settings.

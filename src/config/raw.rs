@@ -20,6 +20,7 @@ pub(super) struct RawConfig {
     pub(super) daemon: RawDaemon,
     pub(super) forward: RawForward,
     pub(super) trunk: Option<Spanned<RawTrunk>>,
+    pub(super) limits: RawLimits,
 }
 
 #[derive(Deserialize, Default)]
@@ -30,6 +31,29 @@ pub(super) struct RawSip {
     pub(super) numbers: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) user_agent: Option<String>,
     pub(super) t1_ms: Option<Spanned<u64>>,
+    pub(super) allow: Option<Vec<Spanned<String>>>,
+    pub(super) tls_listen: Option<Spanned<String>>,
+    pub(super) tls_cert: Option<Spanned<PathBuf>>,
+    pub(super) tls_key: Option<Spanned<PathBuf>>,
+    pub(super) tls_ca: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) tcp_per_source: Option<Spanned<u64>>,
+    pub(super) tcp_total: Option<Spanned<u64>>,
+    pub(super) idle_s: Option<Spanned<Seconds>>,
+    pub(super) partial_s: Option<Spanned<Seconds>>,
+    pub(super) handshake_s: Option<Spanned<Seconds>>,
+    pub(super) max_message: Option<Spanned<u64>>,
+    pub(super) scanners: Option<Vec<Spanned<String>>>,
+    pub(super) pike_requests: Option<Spanned<u64>>,
+    pub(super) pike_window_s: Option<Spanned<Seconds>>,
+    pub(super) pike_ban_s: Option<Spanned<Seconds>>,
+    pub(super) trusted: Option<Vec<Spanned<String>>>,
+    pub(super) max_calls: Option<Spanned<u64>>,
+    pub(super) retry_after_s: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]

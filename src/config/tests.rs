@@ -225,3 +225,127 @@ fn load_reads_a_file_and_names_a_missing_one() {
     assert_eq!(e.0[0].file, missing);
     assert!(e.to_string().contains("cannot read"));
 }
+
+#[test]
+fn limits_and_allow_are_read_with_bare_addresses_and_cidrs() {
+    let text = "[sip]\nallow = [\"192.0.2.0/24\", \"2001:db8::7\", \"10.1.2.3/8\"]\n\
+                [limits]\ntcp_per_source = 8\ntcp_total = 100\nidle_s = 40\npartial_s = 5\n\
+                handshake_s = 3\nmax_message = 4096\nscanners = [\"evil\"]\npike_requests = 50\n\
+                pike_window_s = 1\npike_ban_s = 60\ntrusted = [\"203.0.113.0/28\"]\n\
+                max_calls = 10\nretry_after_s = 0\n";
+    let cfg = parse(text).unwrap();
+    let allow: Vec<String> = cfg.sip.allow.iter().map(|n| n.to_string()).collect();
+    // Host bits of a CIDR are cleared; a bare address is one host.
+    assert_eq!(allow, ["192.0.2.0/24", "2001:db8::7/128", "10.0.0.0/8"]);
+    let l = &cfg.limits;
+    assert_eq!((l.tcp_per_source, l.tcp_total), (8, 100));
+    assert_eq!((l.idle_s, l.partial_s, l.handshake_s), (40, 5, 3));
+    assert_eq!(l.max_message, 4096);
+    assert_eq!(l.scanners, ["evil"]);
+    assert_eq!(
+        (l.pike_requests, l.pike_window_s, l.pike_ban_s),
+        (50, 1, 60)
+    );
+    assert_eq!(l.trusted[0].to_string(), "203.0.113.0/28");
+    assert_eq!((l.max_calls, l.retry_after_s), (Some(10), 0));
+}
+
+#[test]
+fn defaults_of_limits_are_the_documented_ones() {
+    let cfg = parse("").unwrap();
+    let l = &cfg.limits;
+    assert_eq!((l.tcp_per_source, l.tcp_total), (64, 4096));
+    assert_eq!((l.idle_s, l.partial_s, l.handshake_s), (32, 10, 10));
+    assert_eq!(l.max_message, 16384);
+    assert!(l.scanners.iter().any(|s| s == "friendly-scanner"));
+    assert_eq!(
+        (l.pike_requests, l.pike_window_s, l.pike_ban_s),
+        (16, 2, 300)
+    );
+    let trusted: Vec<String> = l.trusted.iter().map(|n| n.to_string()).collect();
+    assert_eq!(trusted, ["127.0.0.1/32", "::1/128"]);
+    assert_eq!((l.max_calls, l.retry_after_s), (None, 30));
+    assert!(cfg.sip.allow.is_empty());
+    assert_eq!(cfg.sip.tls, None);
+}
+
+#[test]
+fn bad_cidrs_name_file_line_and_field() {
+    let text = "[sip]\nallow = [\"192.0.2.0/24\",\n  \"192.0.2.300\"]\n\
+                [limits]\ntrusted = [\"10.0.0.0/33\", \"trunk.example.net\"]\n";
+    let errs = parse(text).unwrap_err().0;
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert_eq!(errs[0].line, Some(3));
+    assert_eq!(errs[0].field.as_deref(), Some("[sip] allow"));
+    assert!(
+        errs[0].message.contains("\"192.0.2.300\""),
+        "{}",
+        errs[0].message
+    );
+    assert!(errs[0].message.contains("CIDR"), "{}", errs[0].message);
+    for e in &errs[1..] {
+        assert_eq!(e.line, Some(5));
+        assert_eq!(e.field.as_deref(), Some("[limits] trusted"));
+    }
+    let all = ConfigErrors(errs).to_string();
+    assert!(
+        all.contains("config/hotline.toml:5: [limits] trusted"),
+        "{all}"
+    );
+}
+
+#[test]
+fn bad_limit_values_name_their_lines() {
+    let text = "[limits]\ntcp_per_source = 0\ntcp_total = -1\nidle_s = 0\n\
+                max_message = 100\nscanners = [\"\"]\npike_requests = 0\npike_ban_s = 0\n\
+                max_calls = 0\nretry_after_s = 100000\nbogus = 1\n";
+    let errs = parse(text).unwrap_err().0;
+    // A negative number and an unknown key are TOML-shape errors, found first.
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].line, Some(3));
+    let text = "[limits]\ntcp_per_source = 0\nidle_s = 0\nmax_message = 100\n\
+                scanners = [\"ok\", \" \"]\npike_requests = 0\npike_ban_s = 0\n\
+                max_calls = 0\nretry_after_s = 100000\n";
+    let errs = parse(text).unwrap_err().0;
+    let got: Vec<_> = errs
+        .iter()
+        .map(|e| (e.line, e.field.clone().unwrap_or_default()))
+        .collect();
+    let want: Vec<_> = [
+        (2, "tcp_per_source"),
+        (3, "idle_s"),
+        (4, "max_message"),
+        (5, "scanners"),
+        (6, "pike_requests"),
+        (7, "pike_ban_s"),
+        (8, "max_calls"),
+        (9, "retry_after_s"),
+    ]
+    .iter()
+    .map(|(l, f)| (Some(*l), format!("[limits] {f}")))
+    .collect();
+    assert_eq!(got, want);
+    assert!(
+        errs[2].message.contains("between 1024 and"),
+        "{}",
+        errs[2].message
+    );
+    let unknown = one_error("[limits]\nban_s = 3\n");
+    assert_eq!(unknown.line, Some(2));
+}
+
+#[test]
+fn tls_needs_listen_cert_and_key_together() {
+    let e = one_error("[sip]\ntls_listen = \"0.0.0.0:5061\"\ntls_cert = \"c.pem\"\n");
+    assert_eq!(e.field.as_deref(), Some("[sip] tls_key"));
+    assert_eq!(e.line, Some(2));
+    assert!(e.message.contains("together"), "{}", e.message);
+    let e = one_error("[sip]\ntls_listen = \"5061\"\ntls_cert = \"c\"\ntls_key = \"k\"\n");
+    assert_eq!(e.field.as_deref(), Some("[sip] tls_listen"));
+    assert_eq!(e.line, Some(2));
+    let cfg =
+        parse("[sip]\ntls_listen = \"[::]:5061\"\ntls_cert = \"c\"\ntls_key = \"k\"\n").unwrap();
+    let tls = cfg.sip.tls.unwrap();
+    assert_eq!(tls.listen.port(), 5061);
+    assert_eq!(tls.key, PathBuf::from("k"));
+}

@@ -17,7 +17,10 @@ pub(super) fn validate(raw: RawConfig, text: &str, source: &Path) -> Result<Conf
     let mut c = Checker::new(text, source);
     let mut cfg = builtin_defaults();
     cfg.source = source.to_path_buf();
-    sip(&mut c, raw.sip, &mut cfg.sip);
+    let mut raw_sip = raw.sip;
+    super::security::sip_security(&mut c, &mut raw_sip, &mut cfg.sip);
+    sip(&mut c, raw_sip, &mut cfg.sip);
+    super::security::limits(&mut c, raw.limits, &mut cfg.limits);
     media(&mut c, raw.media, &mut cfg.media);
     database(&mut c, raw.database, &mut cfg.database);
     menu(&mut c, raw.menu, &mut cfg.menu);
@@ -37,7 +40,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, source: &Path) -> Result<Conf
 
 /// `v` parsed, or an error at it: "expected {expected}, found "...""; the
 /// check of every key whose value is text with a syntax of its own.
-fn parsed<T: FromStr>(
+pub(super) fn parsed<T: FromStr>(
     c: &mut Checker,
     v: &Spanned<String>,
     field: &str,
@@ -56,7 +59,7 @@ fn parsed<T: FromStr>(
 }
 
 /// Sets `slot` to a duration that must be at least 1 second.
-fn seconds(c: &mut Checker, v: Option<Spanned<Seconds>>, field: &str, slot: &mut u64) {
+pub(super) fn seconds(c: &mut Checker, v: Option<Spanned<Seconds>>, field: &str, slot: &mut u64) {
     if let Some(v) = v {
         if v.get_ref().0 == 0 {
             c.error(v.span(), field, "must be at least 1 second".into());

@@ -12,6 +12,8 @@
 
 pub mod accept;
 pub mod digest;
+#[cfg(test)]
+mod fuzz;
 pub mod guard;
 pub mod in_dialog;
 pub mod leg;

@@ -28,7 +28,7 @@ use crate::config::TrunkConfig;
 use crate::sip::in_dialog::{self, InDialog, SdpState};
 use crate::sip::leg::LocalMedia;
 use crate::sip::sdp::{self, Negotiated};
-use crate::sip::stack::SipStack;
+use crate::sip::stack::{Contacts, SipStack};
 
 /// What happened on the volunteer's leg.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,8 +59,10 @@ pub enum OutEvent {
 /// that numbers are called through.
 pub(crate) struct Dialer {
     dialogs: Arc<DialogLayer>,
-    /// Our SIP address, for Contact and for From on direct calls.
+    /// Our SIP address, for From on direct calls.
     contact: SocketAddr,
+    /// Our Contact per transport: a volunteer called over TLS gets a `sips:` one.
+    contacts: Contacts,
     /// Our number, the From user on direct calls.
     number: String,
     trunk: Option<TrunkConfig>,
@@ -71,6 +73,7 @@ impl Dialer {
         Dialer {
             dialogs: stack.dialogs.clone(),
             contact: stack.public_addr(),
+            contacts: stack.contacts(),
             number,
             trunk,
         }
@@ -103,8 +106,10 @@ impl Dialer {
         let callee = Uri::try_from(target).map_err(|e| format!("cannot call {target:?}: {e}"))?;
         let caller = Uri::try_from(format!("sip:{from_user}@{from_host}").as_str())
             .map_err(|e| format!("bad From: {e}"))?;
-        let contact_uri = Uri::try_from(format!("sip:{from_user}@{}", self.contact).as_str())
-            .map_err(|e| format!("bad Contact: {e}"))?;
+        let contact_uri = self
+            .contacts
+            .uri(Contacts::transport_to(&callee), &from_user)
+            .ok_or_else(|| format!("bad Contact for user {from_user:?}"))?;
         let destination = match trunk {
             Some(t) => Some(
                 Uri::try_from(format!("sip:{}", t.proxy).as_str())

@@ -92,6 +92,49 @@ struct Listeners {
     tls: Option<(std::net::TcpListener, Arc<TlsServer>)>,
 }
 
+/// Our public address with the port of each transport: what a Contact names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contacts {
+    pub public_ip: IpAddr,
+    /// UDP and TCP.
+    pub port: u16,
+    /// TLS, when we listen for it.
+    pub tls_port: Option<u16>,
+}
+
+impl Contacts {
+    /// Our Contact over `transport` (`None`: UDP): `sips:` at the TLS port over TLS
+    /// (RFC 3261 §8.1.1.8; without a TLS listener, our UDP address), `;transport=tcp`
+    /// over TCP.
+    pub fn uri(&self, transport: Option<Transport>, user: &str) -> Option<rsipstack::sip::Uri> {
+        let host = |port: u16| match SocketAddr::new(self.public_ip, port) {
+            SocketAddr::V4(a) => a.to_string(),
+            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        };
+        let uri = match (transport, self.tls_port) {
+            (Some(Transport::Tls), Some(tls)) => format!("sips:{user}@{}", host(tls)),
+            (Some(Transport::Tcp), _) => format!("sip:{user}@{};transport=tcp", host(self.port)),
+            _ => format!("sip:{user}@{}", host(self.port)),
+        };
+        rsipstack::sip::Uri::try_from(uri.as_str()).ok()
+    }
+
+    /// The transport a request to `target` goes over, as rsipstack picks it: the
+    /// `transport` parameter, else TLS for a `sips:` URI, else UDP (`None`).
+    pub fn transport_to(target: &rsipstack::sip::Uri) -> Option<Transport> {
+        let param = target.params.iter().find_map(|p| match p {
+            rsipstack::sip::Param::Transport(t) => Some(*t),
+            _ => None,
+        });
+        match (param, &target.scheme) {
+            (Some(Transport::Udp), _) => None,
+            (Some(t), _) => Some(t),
+            (None, Some(rsipstack::sip::Scheme::Sips)) => Some(Transport::Tls),
+            (None, _) => None,
+        }
+    }
+}
+
 /// The methods we answer; `Allow` in 405 and OPTIONS answers, and in the
 /// 400/501 that `sip::guard` writes by hand.
 pub const ALLOWED: [Method; 6] = [
@@ -484,18 +527,16 @@ impl SipStack {
         transport: Option<Transport>,
         user: &str,
     ) -> Option<rsipstack::sip::Uri> {
-        let host = |port: u16| match SocketAddr::new(self.public_ip, port) {
-            SocketAddr::V4(a) => a.to_string(),
-            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-        };
-        let uri = match (transport, self.tls_local) {
-            (Some(Transport::Tls), Some(tls)) => format!("sips:{user}@{}", host(tls.port())),
-            (Some(Transport::Tcp), _) => {
-                format!("sip:{user}@{};transport=tcp", host(self.local.port()))
-            }
-            _ => format!("sip:{user}@{}", host(self.local.port())),
-        };
-        rsipstack::sip::Uri::try_from(uri.as_str()).ok()
+        self.contacts().uri(transport, user)
+    }
+
+    /// Our Contact addresses, for the legs the dialer places.
+    pub fn contacts(&self) -> Contacts {
+        Contacts {
+            public_ip: self.public_ip,
+            port: self.local.port(),
+            tls_port: self.tls_local.map(|t| t.port()),
+        }
     }
 
     pub fn shutdown(&self) {
@@ -506,5 +547,58 @@ impl SipStack {
 impl Drop for SipStack {
     fn drop(&mut self) {
         self.cancel.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(s: &str) -> rsipstack::sip::Uri {
+        rsipstack::sip::Uri::try_from(s).unwrap()
+    }
+
+    #[test]
+    fn a_volunteer_called_over_tls_gets_a_sips_contact_at_our_tls_port() {
+        let c = Contacts {
+            public_ip: IpAddr::from([203, 0, 113, 10]),
+            port: 5060,
+            tls_port: Some(5061),
+        };
+        let contact = |target: &str| {
+            c.uri(Contacts::transport_to(&uri(target)), "6289110")
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            contact("sips:vol@pbx.example.org"),
+            "sips:6289110@203.0.113.10:5061"
+        );
+        assert_eq!(
+            contact("sip:vol@pbx.example.org;transport=tls"),
+            "sips:6289110@203.0.113.10:5061"
+        );
+        assert_eq!(
+            contact("sip:vol@pbx.example.org;transport=tcp"),
+            "sip:6289110@203.0.113.10:5060;transport=TCP"
+        );
+        assert_eq!(
+            contact("sip:vol@pbx.example.org"),
+            "sip:6289110@203.0.113.10:5060"
+        );
+        assert_eq!(
+            contact("sips:vol@pbx.example.org;transport=udp"),
+            "sip:6289110@203.0.113.10:5060"
+        );
+        // Without a TLS listener there is no sips: address to give.
+        let no_tls = Contacts {
+            tls_port: None,
+            ..c
+        };
+        let t = Contacts::transport_to(&uri("sips:vol@pbx.example.org"));
+        assert_eq!(
+            no_tls.uri(t, "6289110").unwrap().to_string(),
+            "sip:6289110@203.0.113.10:5060"
+        );
     }
 }

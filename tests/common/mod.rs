@@ -9,6 +9,8 @@
 //!   public so tests can also use them to build fakes or check what they received.
 //! - [`volunteer`]: a volunteer's phone (a UAS) for the forwarding tests.
 //! - [`stack`]: the daemon's SIP stack alone, with chosen limits, behind a small UAS.
+//! - [`tls`]: test certificates (rcgen) and a rustls client trusting them.
+//! - [`netns`]: run a test in a network namespace of its own (several addresses).
 // Test crates each use a different part, and the phone re-exports its building blocks.
 #![allow(dead_code, unused_imports)]
 
@@ -16,9 +18,11 @@ pub mod daemon;
 pub mod error;
 pub mod g711;
 pub mod media;
+pub mod netns;
 pub mod phone;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
 pub mod stack;
+pub mod tls;
 pub mod volunteer;

@@ -4,6 +4,7 @@
 //! share bugs with the thing it tests.
 
 use super::error::{PhoneError, Result};
+use std::net::SocketAddr;
 
 /// The first line of a SIP message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -389,4 +390,29 @@ pub fn take_stream_message(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>> {
         return Ok(None);
     }
     Ok(Some(buf.drain(..total).collect()))
+}
+
+/// A raw OPTIONS from `local` with this User-Agent (scanner and flood tests).
+pub fn options_request(
+    local: SocketAddr,
+    server: SocketAddr,
+    transport: &str,
+    ua: &str,
+) -> Vec<u8> {
+    format!(
+        "OPTIONS sip:6289110@{server} SIP/2.0\r\n\
+Via: SIP/2.0/{transport} {local};branch={};rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:probe@{}>;tag={}\r\n\
+To: <sip:6289110@{server}>\r\n\
+Call-ID: {}@limits\r\n\
+CSeq: 1 OPTIONS\r\n\
+User-Agent: {ua}\r\n\
+Content-Length: 0\r\n\r\n",
+        new_branch(),
+        local.ip(),
+        random_token(8),
+        random_token(12),
+    )
+    .into_bytes()
 }
