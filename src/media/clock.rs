@@ -190,7 +190,7 @@ impl StreamTx {
         let mut sent = false;
         if let Some(payload) = frames.get(start..start + SAMPLES_PER_FRAME) {
             if let (Some(remote), true) = (self.remote, self.sending) {
-                let len = self.out.local_frame(self.payload_type, payload, now, buf);
+                let len = self.out.next_frame(self.payload_type, payload, now, buf);
                 if len > 0 {
                     send(&self.socket, &buf[..len], remote);
                     sent = true;

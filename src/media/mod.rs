@@ -11,6 +11,7 @@ pub mod receiver;
 pub mod recorder;
 pub mod relay;
 pub mod rtp;
+pub mod rxstats;
 pub mod session;
 pub mod socket;
 pub mod tone;

@@ -318,6 +318,24 @@ impl OutStream {
     /// packets, the timestamp jumps by the time that passed and the marker is
     /// set; after a [`switch`](Self::switch) the marker is set.
     pub fn local_frame(&mut self, pt: u8, payload: &[u8], now: Instant, out: &mut [u8]) -> usize {
+        self.local(pt, payload, now, out, false)
+    }
+
+    /// The next frame of a playback already under way (the clock's next tick):
+    /// contiguous in media time even when the tick ran late, so a stalled clock
+    /// never cuts a silence into a prompt. A switch still starts a new spurt.
+    pub fn next_frame(&mut self, pt: u8, payload: &[u8], now: Instant, out: &mut [u8]) -> usize {
+        self.local(pt, payload, now, out, true)
+    }
+
+    fn local(
+        &mut self,
+        pt: u8,
+        payload: &[u8],
+        now: Instant,
+        out: &mut [u8],
+        continuous: bool,
+    ) -> usize {
         let len = RTP_HEADER_LEN + payload.len();
         if out.len() < len {
             return 0;
@@ -326,7 +344,8 @@ impl OutStream {
             // A switch: the new source starts at the time that really passed.
             (Source::Local, Some(_)) if self.pending_marker => (self.continue_ts(now), true),
             (Source::Local, Some(last)) => {
-                if u64::from(elapsed_samples(last, now)) > 2 * u64::from(self.frame) {
+                let gap = u64::from(elapsed_samples(last, now));
+                if !continuous && gap > 2 * u64::from(self.frame) {
                     (self.continue_ts(now), true)
                 } else {
                     (self.end_ts, false)

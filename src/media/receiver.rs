@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use super::codec::Codec;
 use super::dtmf::{InbandDetector, Rfc4733Detector};
 use super::rtp::{parse, RtpView};
+use super::rxstats::RxStats;
 use super::session::{DtmfMethod, MediaEvent};
 use super::FRAME_SAMPLES;
 
@@ -93,6 +94,8 @@ pub struct Receiver {
     rfc4733: Rfc4733Detector,
     detector: InbandDetector,
     pcm: [i16; 4 * FRAME_SAMPLES],
+    /// Received, lost and jitter of the leg's audio, for RTCP (RFC 3550 6.4.1).
+    stats: RxStats,
 }
 
 impl Receiver {
@@ -118,6 +121,7 @@ impl Receiver {
             rfc4733: Rfc4733Detector::new(),
             detector: InbandDetector::new(),
             pcm: [0; 4 * FRAME_SAMPLES],
+            stats: RxStats::default(),
         }
     }
 
@@ -182,6 +186,9 @@ impl Receiver {
             }
         };
         self.last_packet = Some(now);
+        if audio {
+            self.stats.on_packet(rtp.ssrc, rtp.seq, rtp.timestamp, now);
+        }
         let key = if !audio {
             self.rfc4733
                 .on_packet(rtp.timestamp, rtp.payload)
@@ -203,6 +210,11 @@ impl Receiver {
             key,
             latched,
         })
+    }
+
+    /// What the leg's stream looked like on arrival (for RTCP reports).
+    pub fn stats(&self) -> &RxStats {
+        &self.stats
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next run; None while

@@ -91,3 +91,21 @@ fn counts_what_was_sent_and_tells_the_timestamp_of_now() {
     // The second frame (ts 8160) went at 20 ms; 1 s later the media clock is at 8160 + 8000.
     assert_eq!(s.ts_at(t0 + ms(1020)), 8160 + 8000);
 }
+
+#[test]
+fn a_late_tick_in_a_playback_does_not_cut_a_silence_into_it() {
+    let t0 = Instant::now();
+    let mut s = OutStream::new(1, 0, 0);
+    let mut out = [0u8; 400];
+    let mut next = |s: &mut OutStream, t| {
+        let n = s.next_frame(0, &[0xFF; 160], t0 + ms(t), &mut out);
+        let v = parse(&out[..n]).expect("parses");
+        (v.marker, v.seq, v.timestamp)
+    };
+    assert_eq!(next(&mut s, 0), (true, 0, 0));
+    // The clock stalled for 200 ms: the prompt's next frame still follows on.
+    assert_eq!(next(&mut s, 200), (false, 1, 160));
+    // A switch (a new prompt after silence) keeps the time that passed.
+    s.switch();
+    assert_eq!(next(&mut s, 1200), (true, 2, 8160));
+}

@@ -204,3 +204,15 @@ fn hold_is_exempt_from_the_timeout_and_unhold_restarts_it() {
         Some(MediaEvent::RtpTimeout)
     );
 }
+
+#[test]
+fn counts_the_legs_audio_for_reports() {
+    let t0 = Instant::now();
+    let mut r = caller(t0);
+    for seq in [1u16, 2, 4] {
+        let t = t0 + Duration::from_millis(20 * u64::from(seq));
+        take(&mut r, t, 4000, &audio(seq));
+    }
+    take(&mut r, t0, 6000, &audio(5));
+    assert_eq!((r.stats().received(), r.stats().lost()), (3, 1));
+}
