@@ -27,6 +27,11 @@ use super::rxstats::RxStats;
 use super::session::{DtmfMethod, MediaEvent};
 use super::FRAME_SAMPLES;
 
+/// After a move, packets from the old address only are dropped this long; if
+/// nothing else comes, the old address is the leg's stream after all (the SDP
+/// changed but the NAT mapping did not).
+const RELATCH_GRACE: Duration = Duration::from_millis(500);
+
 /// What the receive side needs to know about the leg's negotiation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RxMedia {
@@ -85,6 +90,8 @@ pub struct Receiver {
     relatch_from: Option<Option<SocketAddr>>,
     /// The SDP address, to notice a move.
     remote: Option<SocketAddr>,
+    /// When the first straggler from the old address came, during a re-latch.
+    straggling_since: Option<Instant>,
     /// The far end put the call on hold: silence is expected.
     on_hold: bool,
     /// When the RTP timeout started counting (None: not armed).
@@ -114,6 +121,7 @@ impl Receiver {
             latched: None,
             relatch_from: None,
             remote: None,
+            straggling_since: None,
             on_hold: false,
             armed_at,
             last_packet: None,
@@ -136,8 +144,11 @@ impl Receiver {
     pub fn set_remote(&mut self, remote: Option<SocketAddr>, sending: bool) {
         self.on_hold = !sending;
         if remote.is_some() && remote != self.remote {
-            if self.remote.is_some() || self.latched.is_some() {
+            // The first address we learn (a volunteer's answer) is no move: a
+            // stream already latched (NAT) stays.
+            if self.remote.is_some() {
                 self.relatch_from = Some(self.latched);
+                self.straggling_since = None;
             }
             self.remote = remote;
         }
@@ -177,7 +188,15 @@ impl Receiver {
                 self.latched = Some(from);
                 Some(from)
             }
-            (_, Some(_)) => return None, // a straggler from where the leg was
+            (_, Some(_)) => {
+                // A straggler from where the leg was, unless only it keeps coming.
+                let since = *self.straggling_since.get_or_insert(now);
+                if now.saturating_duration_since(since) < RELATCH_GRACE {
+                    return None;
+                }
+                self.relatch_from = None;
+                None
+            }
             (Some(addr), None) if addr != from => return None, // not this leg's stream
             (Some(_), None) => None,
             (None, None) => {

@@ -216,3 +216,31 @@ fn counts_the_legs_audio_for_reports() {
     take(&mut r, t0, 6000, &audio(5));
     assert_eq!((r.stats().received(), r.stats().lost()), (3, 1));
 }
+
+#[test]
+fn if_only_the_old_address_keeps_sending_it_wins_back_after_a_grace() {
+    let t0 = Instant::now();
+    let mut r = caller(t0);
+    take(&mut r, t0, 5000, &audio(1));
+    // The SDP moved, but the NAT still maps the phone to port 5000.
+    r.set_remote(Some(addr(4100)), true);
+    let ms = |n| t0 + Duration::from_millis(n);
+    assert_eq!(take(&mut r, ms(20), 5000, &audio(2)), None);
+    assert_eq!(take(&mut r, ms(400), 5000, &audio(3)), None);
+    assert_eq!(take(&mut r, ms(520), 5000, &audio(4)), Some(None));
+    assert_eq!(
+        take(&mut r, ms(540), 6000, &audio(5)),
+        None,
+        "still latched"
+    );
+}
+
+#[test]
+fn the_first_address_learnt_keeps_a_stream_latched_before_it() {
+    let t0 = Instant::now();
+    let mut r = Receiver::new(RxMedia::new(Codec::Pcmu, Some(101)), false, TIMEOUT, None);
+    // A volunteer's early media behind NAT arrives before their 183's SDP is applied.
+    assert_eq!(take(&mut r, t0, 5000, &audio(1)), Some(Some(addr(5000))));
+    r.set_remote(Some(addr(4000)), true);
+    assert_eq!(take(&mut r, t0, 5000, &audio(2)), Some(None));
+}
