@@ -113,6 +113,7 @@ impl Server {
     pub async fn start(config: &Config) -> Result<Arc<Server>, StartError> {
         let (prompts, ringback) = load_prompts(config).await?;
         let store = Store::open(&config.database.url).await?;
+        store.close_interrupted().await?;
         let (first_port, last_port) = config.media.rtp_ports;
         let options = StackOptions {
             rtp_ports: usize::from(last_port.saturating_sub(first_port)) + 1,

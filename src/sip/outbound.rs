@@ -295,6 +295,9 @@ fn on_final(
     res: Result<rsipstack::dialog::invitation::InviteAsyncResult, tokio::task::JoinError>,
 ) -> OutEvent {
     match res {
+        Ok(Ok((_, Some(resp)))) if is_made_up_timeout(&resp) => OutEvent::Failed(
+            "no response at all from the volunteer's phone (SIP Timer B expired)".into(),
+        ),
         Ok(Ok((_, Some(resp)))) => {
             let status = u16::from(resp.status_code.clone());
             match resp.status_code.kind() {
@@ -319,6 +322,20 @@ fn on_final(
         Ok(Err(e)) => OutEvent::Failed(format!("INVITE failed: {e}")),
         Err(e) => OutEvent::Failed(format!("INVITE task failed: {e}")),
     }
+}
+
+/// rsipstack answers its own INVITE with a 408 when Timer B fires (RFC 3261
+/// 17.1.1.2: nothing came back). Nobody sent that 408: it is a copy of our
+/// request's headers, so its To has no tag, which every real final response
+/// from a UAS carries (RFC 3261 8.2.6.2).
+fn is_made_up_timeout(resp: &rsipstack::sip::Response) -> bool {
+    resp.status_code == StatusCode::RequestTimeout
+        && resp
+            .to_header()
+            .ok()
+            .and_then(|to| to.tag().ok())
+            .flatten()
+            .is_none()
 }
 
 /// Our offer went in the INVITE; this is their answer (in a 183 or the 200).

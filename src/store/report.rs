@@ -450,6 +450,7 @@ pub(crate) mod tests {
                 at: s(clock),
                 result: *result,
                 sip_status: *status,
+                reason: None,
             });
             if *result == AttemptResult::Answered {
                 ev.push(CallEvent::Connected {
@@ -471,6 +472,7 @@ pub(crate) mod tests {
                 at: s(clock + 240),
                 outcome,
                 hangup_by: HangupBy::Caller,
+                reason: None,
             });
         }
     }
