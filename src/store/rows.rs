@@ -189,6 +189,8 @@ fn attempt_line(call: &CallRow, a: &AttemptRow) -> String {
     );
     if let Some(status) = a.sip_status {
         line.push_str(&format!(" ({status})"));
+    } else if let Some(reason) = a.reason.as_deref().filter(|_| a.result.is_some()) {
+        line.push_str(&format!(" ({reason})"));
     }
     line.push(' ');
     line.push_str(&hms(a.started_at.as_deref(), a.ended_at.as_deref()));
