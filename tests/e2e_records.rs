@@ -157,7 +157,10 @@ async fn kill_9_during_a_call_leaves_a_closed_interrupted_row() {
         }
     }
     let row = row.expect("the call has a row");
-    assert!(row.answered_at.is_some(), "answer not written in 1 s: {row:?}");
+    assert!(
+        row.answered_at.is_some(),
+        "answer not written in 1 s: {row:?}"
+    );
 
     // Past one heartbeat (5 s), then SIGKILL: no chance to write anything more.
     sleep(Duration::from_millis(6500)).await;
@@ -170,7 +173,10 @@ async fn kill_9_during_a_call_leaves_a_closed_interrupted_row() {
     assert_eq!(row.outcome.as_deref(), Some("interrupted"), "{row:?}");
     let ended = time(row.ended_at.as_deref().expect("closed"));
     let answered_at = time(row.answered_at.as_deref().unwrap());
-    assert!(ended >= answered_at, "ended {ended} before the answer {answered_at}");
+    assert!(
+        ended >= answered_at,
+        "ended {ended} before the answer {answered_at}"
+    );
     assert!(ended <= killed, "ended {ended} after the kill {killed}");
     // The heartbeat moved it past the answer: it ended within a beat of the kill.
     assert!(
@@ -251,7 +257,10 @@ async fn sqlite_locked_by_another_process_for_20_s_loses_no_call() {
         locked_at.elapsed() < Duration::from_secs(20),
         "the calls took longer than the lock; the test proves less than it says"
     );
-    assert!(d.server().store().pending() > 0, "nothing waited for the lock");
+    assert!(
+        d.server().store().pending() > 0,
+        "nothing waited for the lock"
+    );
     drop(locker); // at most 20 s after it took the lock, it is gone anyway
     for id in &ids {
         let row = d.ended_record(id, Duration::from_secs(60)).await;
@@ -270,7 +279,11 @@ fn pg_ctl(action: &str) -> bool {
     Command::new("pg_ctlcluster")
         .args(CLUSTER)
         .arg(action)
-        .args(if action == "stop" { &["-m", "fast"][..] } else { &[][..] })
+        .args(if action == "stop" {
+            &["-m", "fast"][..]
+        } else {
+            &[][..]
+        })
         .status()
         .is_ok_and(|s| s.success())
 }
@@ -348,7 +361,10 @@ async fn postgres_stopped_and_started_during_calls_loses_no_call() {
             short_call(&phone, &id(n)).await;
             ids.push(id(n));
         }
-        assert!(d.server().store().pending() > 0, "nothing waited for the database");
+        assert!(
+            d.server().store().pending() > 0,
+            "nothing waited for the database"
+        );
     } // started again here
     short_call(&phone, &id(4)).await;
     ids.push(id(4));
@@ -361,7 +377,9 @@ async fn postgres_stopped_and_started_during_calls_loses_no_call() {
     use sqlx::{Connection, Executor};
     let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
     admin
-        .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA \"{schema}\" CASCADE"
+        )))
         .await
         .unwrap();
 }

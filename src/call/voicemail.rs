@@ -40,7 +40,8 @@ fn check_folder(dir: &std::path::Path, need: u64) -> Result<(), String> {
     let written = std::fs::write(&probe, b"probe");
     let _ = std::fs::remove_file(&probe);
     written.map_err(|e| format!("cannot write in {shown}: {e}"))?;
-    let free = free_bytes(dir).map_err(|e| format!("cannot tell the free space in {shown}: {e}"))?;
+    let free =
+        free_bytes(dir).map_err(|e| format!("cannot tell the free space in {shown}: {e}"))?;
     if free < need {
         return Err(format!(
             "{shown} is full: {free} bytes free, a message needs up to {need}"
@@ -73,7 +74,9 @@ impl Call {
         let checked = tokio::task::spawn_blocking(move || check_folder(&dir, need)).await;
         if let Err(why) = checked.unwrap_or_else(|e| Err(format!("folder check failed: {e}"))) {
             warn!("voicemail cannot be saved ({why}); telling the caller to call again later");
-            return self.busy_instead(format!("voicemail unavailable: {why}")).await;
+            return self
+                .busy_instead(format!("voicemail unavailable: {why}"))
+                .await;
         }
         self.play_to_end("all_busy").await?;
         self.play_to_end("beep").await?;
@@ -111,7 +114,11 @@ impl Call {
         };
         if hangup_by == HangupBy::System && !self.caller.is_ended() {
             // The message is lost: say so rather than a cheerful goodbye.
-            let last = if failed.is_some() { "no_volunteer" } else { "goodbye" };
+            let last = if failed.is_some() {
+                "no_volunteer"
+            } else {
+                "goodbye"
+            };
             if self.prompt(last).is_ok() {
                 self.play_to_end(last).await.ok();
             }

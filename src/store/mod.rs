@@ -62,6 +62,8 @@ macro_rules! attempt_columns {
 }
 
 mod backend;
+#[cfg(test)]
+mod cost;
 pub mod event;
 mod postgres;
 mod queue;

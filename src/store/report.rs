@@ -833,7 +833,10 @@ pub(crate) mod tests {
         let text = format_report(&r, &[]);
         assert!(text.contains("INTERRUPTED"), "{text}");
         // Not the volunteer's miss: the daemon stopped.
-        assert_eq!((r.per_volunteer[0].answered, r.per_volunteer[0].missed), (0, 0));
+        assert_eq!(
+            (r.per_volunteer[0].answered, r.per_volunteer[0].missed),
+            (0, 0)
+        );
     }
 
     #[test]

@@ -116,15 +116,13 @@ where
         .bind(c.caller.as_str())
         .bind(c.dialed.as_str())
         .bind(db_time(c.started_at)),
-        CallEvent::Answered { call_id, at } => {
-            sqlx::query(concat!(
-                "UPDATE calls SET answered_at = $1, ",
-                alive_since!("$1"),
-                " WHERE call_id = $2"
-            ))
-                .bind(db_time(*at))
-                .bind(call_id.as_str())
-        }
+        CallEvent::Answered { call_id, at } => sqlx::query(concat!(
+            "UPDATE calls SET answered_at = $1, ",
+            alive_since!("$1"),
+            " WHERE call_id = $2"
+        ))
+        .bind(db_time(*at))
+        .bind(call_id.as_str()),
         CallEvent::Key { call_id, keys } => {
             sqlx::query("UPDATE calls SET keys = $1 WHERE call_id = $2")
                 .bind(keys.as_str())
@@ -144,9 +142,9 @@ where
             alive_since!("$2"),
             " WHERE call_id = $3"
         ))
-            .bind(volunteer.as_str())
-            .bind(db_time(*at))
-            .bind(call_id.as_str()),
+        .bind(volunteer.as_str())
+        .bind(db_time(*at))
+        .bind(call_id.as_str()),
         CallEvent::Voicemail { call_id, path } => {
             sqlx::query("UPDATE calls SET voicemail = $1 WHERE call_id = $2")
                 .bind(path.as_str())
