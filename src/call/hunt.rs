@@ -565,6 +565,30 @@ mod tests {
     }
 
     #[test]
+    fn a_local_failure_has_a_reason_and_no_status() {
+        let t0 = Instant::now();
+        let mut h = hunt(&[("ann", false), ("bob", false)]);
+        h.start(t0);
+        drain(&mut h);
+        h.handle(
+            HuntInput::LocalFailure("connection refused".into()),
+            t0 + secs(1),
+        );
+        assert_eq!(
+            drain(&mut h),
+            vec![
+                AttemptEnded {
+                    attempt: 1,
+                    result: Failed,
+                    sip_status: None,
+                    reason: Some("connection refused".into()),
+                },
+                dial(2, "bob")
+            ]
+        );
+    }
+
+    #[test]
     fn answer_without_screening_bridges() {
         let t0 = Instant::now();
         let mut h = hunt(&[("ann", false), ("bob", false)]);

@@ -360,6 +360,28 @@ mod tests {
         })
     }
 
+    fn timeout_response(to: &str) -> Result<rsipstack::sip::Response, rsipstack::sip::Error> {
+        let raw = format!(
+            "SIP/2.0 408 Request Timeout\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\
+             From: <sip:hotline@127.0.0.1>;tag=a\r\nTo: {to}\r\nCall-ID: c1\r\n\
+             CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        rsipstack::sip::Response::try_from(raw.as_str())
+    }
+
+    #[test]
+    fn only_the_stacks_own_408_counts_as_made_up() -> Result<(), rsipstack::sip::Error> {
+        // rsipstack's Timer B 408 copies our To, which has no tag yet.
+        assert!(is_made_up_timeout(&timeout_response(
+            "<sip:zed@127.0.0.1>"
+        )?));
+        // A 408 the volunteer's side really sent carries its To tag.
+        assert!(!is_made_up_timeout(&timeout_response(
+            "<sip:zed@127.0.0.1>;tag=remote"
+        )?));
+        Ok(())
+    }
+
     /// A response to `req` with the dialog headers copied (and a To tag).
     fn response(req: &str, status: &str, contact: &str, body: &str) -> String {
         let h = |n| header(req, n).unwrap_or_default();

@@ -665,6 +665,12 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn voicemail_and_abandoned_calls_are_recorded() -> TestResult {
         let (_dir, store) = sqlite_store().await?;
+        check_voicemail_and_abandoned(&store).await?;
+        Ok(())
+    }
+
+    /// Shared by both backends' tests.
+    pub(crate) async fn check_voicemail_and_abandoned(store: &Store) -> Result<(), StoreError> {
         store.record(CallEvent::Started(started("vm", 0)));
         store.record(CallEvent::Voicemail {
             call_id: "vm".into(),
@@ -701,6 +707,12 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn recent_calls_are_newest_first_and_limited() -> TestResult {
         let (_dir, store) = sqlite_store().await?;
+        check_recent_calls(&store).await?;
+        Ok(())
+    }
+
+    /// Shared by both backends' tests.
+    pub(crate) async fn check_recent_calls(store: &Store) -> Result<(), StoreError> {
         // Recorded out of time order on purpose.
         for (id, secs) in [("c2", 20), ("c0", 0), ("c4", 40), ("c1", 10), ("c3", 30)] {
             store.record(CallEvent::Started(started(id, secs)));

@@ -61,7 +61,10 @@ fn check_schema_name(name: &str) -> Result<(), StoreError> {
 mod tests {
     use super::*;
     use crate::store::report::tests::{check_calls_with_attempts, check_report};
-    use crate::store::tests::{check_heartbeat, check_interrupted, check_lifecycle, TestResult};
+    use crate::store::tests::{
+        check_heartbeat, check_interrupted, check_lifecycle, check_recent_calls,
+        check_voicemail_and_abandoned, TestResult,
+    };
     use crate::store::Store;
     use sqlx::{Connection, Executor, PgConnection};
     use std::time::Duration;
@@ -165,6 +168,22 @@ mod tests {
                 ..opts
             };
             check_heartbeat(&Store::open_with(&url, opts).await?).await
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn voicemail_and_abandoned_calls_are_recorded() -> TestResult {
+        in_fresh_schema(|url, opts| async move {
+            check_voicemail_and_abandoned(&Store::open_with(&url, opts).await?).await
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn recent_calls_are_newest_first_and_limited() -> TestResult {
+        in_fresh_schema(|url, opts| async move {
+            check_recent_calls(&Store::open_with(&url, opts).await?).await
         })
         .await
     }
