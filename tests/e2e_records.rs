@@ -421,3 +421,57 @@ async fn unwritable_voicemail_folder_gives_the_busy_message_and_says_so() {
     assert!(reason.contains("voicemail unavailable"), "{reason}");
     assert!(reason.contains(&vm_dir.display().to_string()), "{reason}");
 }
+
+/// A small tmpfs mounted for the test, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Issue 8, the "full" half: the voicemail folder sits on a 64 KiB file system, too
+/// small for a message of the configured maximum (120 s): the caller hears the busy
+/// message, and the row is `failed` and says the folder is full. Needs root (mount);
+/// skips with a message otherwise.
+#[tokio::test]
+async fn full_voicemail_disk_gives_the_busy_message_and_says_so() {
+    let _g = SERIAL.lock().await;
+    let mnt = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(mnt.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root)");
+        return;
+    }
+    let _disk = SmallDisk(mnt.path().to_path_buf());
+    let vm_dir = mnt.path().join("voicemail");
+    let d = common::daemon::Daemon::start(PORTS, |cfg| {
+        cfg.forward.voicemail = true;
+        cfg.forward.voicemail_dir = vm_dir.clone();
+    })
+    .await;
+    let phone = d.phone(Transport::Udp).await;
+    let call_id = format!("vm-full-{}", rand::random::<u32>());
+    let call = phone
+        .call(CallOptions {
+            call_id: Some(call_id.clone()),
+            ..CallOptions::default()
+        })
+        .await
+        .unwrap();
+    common::daemon::wait_for_prompt(&call, "menu", Duration::from_secs(5)).await;
+    call.send_dtmf_rfc4733('2', 100).await.unwrap();
+    call.wait_for_bye(Duration::from_secs(15)).await.unwrap();
+    let heard = common::daemon::prompt_names(&call.rtp_packets());
+    assert!(heard.contains(&"no_volunteer"), "heard {heard:?}");
+    assert!(!heard.contains(&"beep"), "heard {heard:?}");
+    let row = d.ended_record(&call_id, Duration::from_secs(10)).await;
+    assert_eq!(row.outcome.as_deref(), Some("failed"), "{row:?}");
+    let reason = row.reason.unwrap_or_default();
+    assert!(reason.contains("is full"), "{reason}");
+}
