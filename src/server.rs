@@ -115,6 +115,7 @@ impl Server {
     pub async fn start(config: &Config) -> Result<Arc<Server>, StartError> {
         let (prompts, ringback) = load_prompts(config).await?;
         let store = Store::open(&config.database.url).await?;
+        store.close_interrupted().await?;
         let options = stack_options(config);
         let stack = SipStack::bind_with(
             config.sip.listen,

@@ -86,6 +86,9 @@ pub(crate) async fn wait(
     }
 }
 
+/// How a call ended: outcome, who hung up, what went wrong on our side.
+type Ended = (Outcome, HangupBy, Option<String>);
+
 /// One call in progress.
 pub(crate) struct Call {
     pub(crate) ctx: Arc<CallContext>,
@@ -110,21 +113,21 @@ pub(crate) async fn run(ctx: Arc<CallContext>, leg: InboundLeg, offer: Option<Ne
         caller,
         keys: String::new(),
     };
-    let (outcome, hangup_by) = match call.steps(offer).await {
+    let (outcome, hangup_by, reason) = match call.steps(offer).await {
         Ok(done) => done,
         Err(Gone::CallerHungUp) => {
             info!("caller hung up before reaching a person");
-            (Outcome::Abandoned, HangupBy::Caller)
+            (Outcome::Abandoned, HangupBy::Caller, None)
         }
         Err(Gone::MediaTimeout) => {
             info!("no audio from the caller for too long; ending the call");
             call.caller.hangup().await;
-            (Outcome::Abandoned, HangupBy::System)
+            (Outcome::Abandoned, HangupBy::System, None)
         }
         Err(Gone::Failed(why)) => {
             warn!("call failed: {why}");
             call.caller.hangup().await;
-            (Outcome::Failed, HangupBy::System)
+            (Outcome::Failed, HangupBy::System, Some(why))
         }
     };
     call.caller.close_media();
@@ -133,33 +136,37 @@ pub(crate) async fn run(ctx: Arc<CallContext>, leg: InboundLeg, offer: Option<Ne
         at: Utc::now(),
         outcome,
         hangup_by,
+        reason,
     });
     info!(outcome = outcome.as_str(), keys = %call.keys, "call ended");
 }
 
 impl Call {
     /// The call's story. Each step returns `Err(Gone)` if the caller left meanwhile.
-    async fn steps(&mut self, offer: Option<Negotiated>) -> Result<(Outcome, HangupBy), Gone> {
+    /// Ends with the outcome, who hung up, and what went wrong on our side if
+    /// anything did.
+    async fn steps(&mut self, offer: Option<Negotiated>) -> Result<Ended, Gone> {
         self.answer(offer).await?;
         let station = self.choose_station().await?;
         // The station's confirmation plays while the first volunteer already rings.
         let forwarded = self.forward(&station).await?;
         if let Forwarded::Connected { hangup_by } = forwarded {
-            return Ok((Outcome::Connected, hangup_by));
+            return Ok((Outcome::Connected, hangup_by, None));
         }
         self.finish_prompt().await?; // the confirmation, when nobody could be rung
         if !self.ctx.settings.voicemail {
             info!(%station, "no volunteer took the call; telling the caller to call again later");
             self.play_to_end("no_volunteer").await?;
             self.caller.hangup().await;
-            return Ok((Outcome::NoAnswer, HangupBy::System));
+            return Ok((Outcome::NoAnswer, HangupBy::System, None));
         }
         let vm = self.voicemail().await?;
-        let outcome = match vm.path {
-            Some(_) => Outcome::Voicemail,
-            None => Outcome::NoAnswer,
+        let outcome = match (&vm.path, &vm.failed) {
+            (Some(_), _) => Outcome::Voicemail,
+            (None, Some(_)) => Outcome::Failed,
+            (None, None) => Outcome::NoAnswer,
         };
-        Ok((outcome, vm.hangup_by))
+        Ok((outcome, vm.hangup_by, vm.failed))
     }
 
     /// Open media, send 200 OK with our SDP, wait for the ACK.

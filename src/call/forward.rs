@@ -152,6 +152,7 @@ impl Call {
                 attempt,
                 result,
                 sip_status,
+                reason,
             } => {
                 self.ctx.services.store.record(CallEvent::AttemptEnded {
                     call_id: self.caller.call_id().to_string(),
@@ -159,6 +160,7 @@ impl Call {
                     at: Utc::now(),
                     result,
                     sip_status,
+                    reason,
                 });
                 // An answered attempt goes on to the bridge.
                 if result != AttemptResult::Answered {
@@ -234,7 +236,9 @@ impl Call {
             Err(e) => {
                 warn!(%volunteer, "could not ring the volunteer: {e}");
                 drop(claim);
-                f.hunt.handle(HuntInput::Final(500), now());
+                // A failure here, not an answer from their phone: no SIP status.
+                let why = format!("could not ring the volunteer: {e}");
+                f.hunt.handle(HuntInput::LocalFailure(why), now());
             }
         }
     }
@@ -272,7 +276,7 @@ impl Call {
             VolunteerEvent::MediaTimeout => return None,
             VolunteerEvent::Failed(e) => {
                 info!(volunteer = %a.volunteer, "call to the volunteer failed: {e}");
-                HuntInput::Final(408)
+                HuntInput::LocalFailure(e)
             }
         })
     }

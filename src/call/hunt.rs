@@ -72,6 +72,10 @@ pub enum HuntInput {
     Answered,
     /// A final failure response (>= 300, or a 3xx without a usable Contact).
     Final(u16),
+    /// The attempt failed here, with no SIP answer: the INVITE could not be
+    /// sent, the transport broke, or nothing came back. Recorded `failed` with
+    /// this reason and no SIP status (none was received).
+    LocalFailure(String),
     /// A 3xx with this first Contact URI.
     Redirect(String),
     /// The volunteer pressed a key on an answered leg (screening).
@@ -110,6 +114,8 @@ pub enum HuntAction {
         attempt: u32,
         result: AttemptResult,
         sip_status: Option<u16>,
+        /// Why, when the failure was ours (no SIP status then).
+        reason: Option<String>,
     },
     /// Nobody answered: go to voicemail.
     Exhausted,
@@ -223,6 +229,15 @@ impl Hunt {
                     self.end(attempt, classify(status), Some(status));
                     self.next(index, now);
                 }
+                HuntInput::LocalFailure(reason) => {
+                    self.actions.push_back(HuntAction::AttemptEnded {
+                        attempt,
+                        result: AttemptResult::Failed,
+                        sip_status: None,
+                        reason: Some(reason),
+                    });
+                    self.next(index, now);
+                }
                 HuntInput::Redirect(uri) => {
                     let uri = uri.trim();
                     if redirected || uri.is_empty() {
@@ -278,6 +293,7 @@ impl Hunt {
                 | HuntInput::EarlyMedia
                 | HuntInput::Answered
                 | HuntInput::Final(_)
+                | HuntInput::LocalFailure(_)
                 | HuntInput::Redirect(_)
                 | HuntInput::OnAnotherCall => {}
             },
@@ -393,6 +409,7 @@ impl Hunt {
             attempt,
             result,
             sip_status,
+            reason: None,
         });
     }
 
@@ -444,6 +461,7 @@ mod tests {
             attempt,
             result,
             sip_status,
+            reason: None,
         }
     }
 
@@ -544,6 +562,30 @@ mod tests {
             );
             assert_eq!(h.poll_timeout(), Some(t0 + secs(23)));
         }
+    }
+
+    #[test]
+    fn a_local_failure_has_a_reason_and_no_status() {
+        let t0 = Instant::now();
+        let mut h = hunt(&[("ann", false), ("bob", false)]);
+        h.start(t0);
+        drain(&mut h);
+        h.handle(
+            HuntInput::LocalFailure("connection refused".into()),
+            t0 + secs(1),
+        );
+        assert_eq!(
+            drain(&mut h),
+            vec![
+                AttemptEnded {
+                    attempt: 1,
+                    result: Failed,
+                    sip_status: None,
+                    reason: Some("connection refused".into()),
+                },
+                dial(2, "bob")
+            ]
+        );
     }
 
     #[test]

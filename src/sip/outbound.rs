@@ -300,6 +300,9 @@ fn on_final(
     res: Result<rsipstack::dialog::invitation::InviteAsyncResult, tokio::task::JoinError>,
 ) -> OutEvent {
     match res {
+        Ok(Ok((_, Some(resp)))) if is_made_up_timeout(&resp) => OutEvent::Failed(
+            "no response at all from the volunteer's phone (SIP Timer B expired)".into(),
+        ),
         Ok(Ok((_, Some(resp)))) => {
             let status = u16::from(resp.status_code.clone());
             match resp.status_code.kind() {
@@ -326,6 +329,20 @@ fn on_final(
     }
 }
 
+/// rsipstack answers its own INVITE with a 408 when Timer B fires (RFC 3261
+/// 17.1.1.2: nothing came back). Nobody sent that 408: it is a copy of our
+/// request's headers, so its To has no tag, which every real final response
+/// from a UAS carries (RFC 3261 8.2.6.2).
+fn is_made_up_timeout(resp: &rsipstack::sip::Response) -> bool {
+    resp.status_code == StatusCode::RequestTimeout
+        && resp
+            .to_header()
+            .ok()
+            .and_then(|to| to.tag().ok())
+            .flatten()
+            .is_none()
+}
+
 /// Our offer went in the INVITE; this is their answer (in a 183 or the 200).
 fn negotiate_answer(body: &str) -> Result<Negotiated, String> {
     sdp::parse(body)
@@ -346,6 +363,28 @@ mod tests {
             let (n, v) = l.split_once(':')?;
             n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
         })
+    }
+
+    fn timeout_response(to: &str) -> Result<rsipstack::sip::Response, rsipstack::sip::Error> {
+        let raw = format!(
+            "SIP/2.0 408 Request Timeout\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\
+             From: <sip:hotline@127.0.0.1>;tag=a\r\nTo: {to}\r\nCall-ID: c1\r\n\
+             CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        rsipstack::sip::Response::try_from(raw.as_str())
+    }
+
+    #[test]
+    fn only_the_stacks_own_408_counts_as_made_up() -> Result<(), rsipstack::sip::Error> {
+        // rsipstack's Timer B 408 copies our To, which has no tag yet.
+        assert!(is_made_up_timeout(&timeout_response(
+            "<sip:zed@127.0.0.1>"
+        )?));
+        // A 408 the volunteer's side really sent carries its To tag.
+        assert!(!is_made_up_timeout(&timeout_response(
+            "<sip:zed@127.0.0.1>;tag=remote"
+        )?));
+        Ok(())
     }
 
     /// A response to `req` with the dialog headers copied (and a To tag).

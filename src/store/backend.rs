@@ -16,8 +16,16 @@ use super::{postgres, redact_url, sqlite, StoreError, StoreOptions};
 /// The reads and writes of the call records.
 #[async_trait]
 pub(crate) trait Backend: Send + Sync {
-    /// Applies one event; returns the number of rows touched.
-    async fn apply(&self, ev: &CallEvent) -> Result<u64, sqlx::Error>;
+    /// Applies events in order in one transaction: all or none; returns the
+    /// rows each touched.
+    async fn apply_batch(&self, evs: &[CallEvent]) -> Result<Vec<u64>, sqlx::Error>;
+    /// Marks every open call started at or after `since` alive at `now`
+    /// (stored UTC text), in one statement; returns how many.
+    async fn heartbeat(&self, now: &str, since: &str) -> Result<u64, sqlx::Error>;
+    /// At start: closes every call and attempt left open by a previous run
+    /// as `interrupted`, ended when last known alive; returns (calls,
+    /// attempts) closed.
+    async fn close_interrupted(&self, now: &str) -> Result<(u64, u64), sqlx::Error>;
     /// Newest calls first.
     async fn recent_calls(&self, limit: u32) -> Result<Vec<CallRow>, sqlx::Error>;
     /// One call by its Call-ID.

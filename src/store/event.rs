@@ -16,8 +16,11 @@ pub enum Outcome {
     NoAnswer,
     /// The caller hung up before reaching anyone.
     Abandoned,
-    /// Something on our side broke the call.
+    /// Something on our side broke the call (`calls.reason` says what).
     Failed,
+    /// The daemon stopped (crash, kill, power loss) while the call was on;
+    /// closed at the next start, ended at the last time it was known alive.
+    Interrupted,
 }
 
 impl Outcome {
@@ -29,6 +32,7 @@ impl Outcome {
             Outcome::NoAnswer => "no_answer",
             Outcome::Abandoned => "abandoned",
             Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
         }
     }
 }
@@ -67,10 +71,14 @@ pub enum AttemptResult {
     Busy,
     /// 603 Decline or a similar refusal.
     Declined,
-    /// Any other error: unreachable, 4xx/5xx, transport failure.
+    /// Any other error: a 4xx/5xx from the volunteer's side, or a failure
+    /// here (unresolvable address, transport error), which has no SIP
+    /// status and says why in `reason`.
     Failed,
     /// We sent CANCEL, e.g. because the caller hung up.
     Cancelled,
+    /// The daemon stopped while this attempt was on; closed at the next start.
+    Interrupted,
 }
 
 impl AttemptResult {
@@ -83,6 +91,7 @@ impl AttemptResult {
             AttemptResult::Declined => "declined",
             AttemptResult::Failed => "failed",
             AttemptResult::Cancelled => "cancelled",
+            AttemptResult::Interrupted => "interrupted",
         }
     }
 }
@@ -155,6 +164,9 @@ pub enum CallEvent {
         outcome: Outcome,
         /// Who hung up.
         hangup_by: HangupBy,
+        /// What went wrong on our side, in words, if anything did (e.g. the
+        /// voicemail could not be saved).
+        reason: Option<String>,
     },
     /// We started ringing a volunteer.
     AttemptStarted {
@@ -179,8 +191,10 @@ pub enum CallEvent {
         at: DateTime<Utc>,
         /// How it finished.
         result: AttemptResult,
-        /// Final SIP status, if one arrived.
+        /// Final SIP status, if one arrived; never made up for a local failure.
         sip_status: Option<u16>,
+        /// Why it failed, when the failure was ours rather than a SIP answer.
+        reason: Option<String>,
     },
 }
 

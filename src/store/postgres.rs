@@ -61,7 +61,10 @@ fn check_schema_name(name: &str) -> Result<(), StoreError> {
 mod tests {
     use super::*;
     use crate::store::report::tests::{check_calls_with_attempts, check_report};
-    use crate::store::tests::{check_lifecycle, TestResult};
+    use crate::store::tests::{
+        check_heartbeat, check_interrupted, check_lifecycle, check_recent_calls,
+        check_voicemail_and_abandoned, TestResult,
+    };
     use crate::store::Store;
     use sqlx::{Connection, Executor, PgConnection};
     use std::time::Duration;
@@ -145,6 +148,42 @@ mod tests {
     async fn calls_come_with_their_attempts_in_order() -> TestResult {
         in_fresh_schema(|url, opts| async move {
             check_calls_with_attempts(&Store::open_with(&url, opts).await?).await
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn closes_calls_left_open_as_interrupted() -> TestResult {
+        in_fresh_schema(|url, opts| async move {
+            check_interrupted(&Store::open_with(&url, opts).await?).await
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn heartbeat_keeps_open_calls_alive() -> TestResult {
+        in_fresh_schema(|url, opts| async move {
+            let opts = StoreOptions {
+                heartbeat: Duration::from_millis(100),
+                ..opts
+            };
+            check_heartbeat(&Store::open_with(&url, opts).await?).await
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn voicemail_and_abandoned_calls_are_recorded() -> TestResult {
+        in_fresh_schema(|url, opts| async move {
+            check_voicemail_and_abandoned(&Store::open_with(&url, opts).await?).await
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn recent_calls_are_newest_first_and_limited() -> TestResult {
+        in_fresh_schema(|url, opts| async move {
+            check_recent_calls(&Store::open_with(&url, opts).await?).await
         })
         .await
     }

@@ -37,7 +37,9 @@ struct State {
 
 /// What the writer should do next.
 pub(crate) enum Next {
+    #[cfg(test)]
     Event(CallEvent),
+    Events(Vec<CallEvent>),
     Idle,
     Closed,
 }
@@ -100,19 +102,35 @@ impl Queue {
 
     /// Takes the oldest event for the writer. It stays counted as pending
     /// until [`Queue::finish_one`].
+    #[cfg(test)]
     pub(crate) fn next(&self) -> Next {
-        let mut st = self.lock();
-        match st.events.pop_front() {
-            Some(ev) => Next::Event(ev),
-            None if st.closed => Next::Closed,
-            None => Next::Idle,
+        match self.next_batch(1) {
+            Next::Events(mut evs) => evs.pop().map_or(Next::Idle, Next::Event),
+            other => other,
         }
     }
 
-    /// Marks the event last taken by `next` as finished.
-    pub(crate) fn finish_one(&self) {
+    /// Takes up to `max` of the oldest events, in order, for one
+    /// transaction. They stay counted as pending until [`Queue::finish`].
+    pub(crate) fn next_batch(&self, max: usize) -> Next {
         let mut st = self.lock();
-        st.done += 1;
+        if st.events.is_empty() {
+            return if st.closed { Next::Closed } else { Next::Idle };
+        }
+        let n = st.events.len().min(max.max(1));
+        Next::Events(st.events.drain(..n).collect())
+    }
+
+    /// Marks the event last taken by `next` as finished.
+    #[cfg(test)]
+    pub(crate) fn finish_one(&self) {
+        self.finish(1);
+    }
+
+    /// Marks `n` events taken by `next_batch` as finished.
+    pub(crate) fn finish(&self, n: u64) {
+        let mut st = self.lock();
+        st.done += n;
         self.done.send_replace(st.done);
     }
 
@@ -157,6 +175,8 @@ impl Queue {
 pub(crate) struct Backoff {
     pub(crate) initial: Duration,
     pub(crate) max: Duration,
+    /// How often the open calls' `alive_at` is moved to now.
+    pub(crate) heartbeat: Duration,
 }
 
 /// Tracks one outage so it is logged once when it starts and once when
@@ -167,67 +187,97 @@ struct Outage {
     written: u64,
 }
 
-/// The writer task: applies events one at a time, in order, forever.
+/// Most events written in one transaction. Large enough that one commit
+/// (one fsync) carries a busy second's updates; small enough that a
+/// transaction never holds the SQLite write lock for long.
+const MAX_BATCH: usize = 500;
+
+/// The calls this daemon has open, by Call-ID with their stored start
+/// time, so the heartbeat touches only them (in one statement).
+struct Alive {
+    open: std::collections::HashMap<String, String>,
+    next_beat: Option<tokio::time::Instant>,
+    every: Duration,
+}
+
+impl Alive {
+    fn track(&mut self, evs: &[CallEvent]) {
+        for ev in evs {
+            match ev {
+                CallEvent::Started(c) => {
+                    self.open
+                        .insert(c.call_id.clone(), super::event::db_time(c.started_at));
+                }
+                CallEvent::Ended { call_id, .. } => {
+                    self.open.remove(call_id);
+                }
+                _ => {}
+            }
+        }
+        if self.open.is_empty() {
+            self.next_beat = None;
+        } else if self.next_beat.is_none() {
+            self.next_beat = Some(tokio::time::Instant::now() + self.every);
+        }
+    }
+
+    /// Writes the heartbeat if it is due. A failure is not retried: the
+    /// next beat will do, and the events come first.
+    async fn beat_if_due(&mut self, backend: &dyn Backend) {
+        let Some(due) = self.next_beat else { return };
+        if tokio::time::Instant::now() < due {
+            return;
+        }
+        self.next_beat = Some(due.max(tokio::time::Instant::now()) + self.every);
+        let Some(since) = self.open.values().min() else {
+            return;
+        };
+        let now = super::event::db_time(chrono::Utc::now());
+        if let Err(e) = backend.heartbeat(&now, since).await {
+            tracing::debug!(
+                "call records heartbeat not written ({e}); next one in {:?}",
+                self.every
+            );
+        }
+    }
+
+    async fn until_due(&self) {
+        match self.next_beat {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// The writer task: applies events in order, a batch per transaction,
+/// forever, and keeps the open calls' heartbeat.
 pub(crate) async fn run_writer(queue: Arc<Queue>, backend: Arc<dyn Backend>, backoff: Backoff) {
     let mut outage: Option<Outage> = None;
+    let mut alive = Alive {
+        open: std::collections::HashMap::new(),
+        next_beat: None,
+        every: backoff.heartbeat,
+    };
     loop {
-        let ev = match queue.next() {
-            Next::Event(ev) => ev,
+        alive.beat_if_due(&*backend).await;
+        let evs = match queue.next_batch(MAX_BATCH) {
+            Next::Events(evs) => evs,
             Next::Idle => {
-                queue.woken().await;
+                tokio::select! {
+                    _ = queue.woken() => {}
+                    _ = alive.until_due() => {}
+                }
                 continue;
             }
             Next::Closed => return,
+            #[cfg(test)]
+            Next::Event(ev) => vec![ev],
         };
-        let mut delay = backoff.initial;
-        loop {
-            match backend.apply(&ev).await {
-                Ok(rows) => {
-                    if rows == 0 && is_update(&ev) {
-                        tracing::warn!(
-                            call_id = ev.call_id(),
-                            "call record update for a call that has no record; skipped"
-                        );
-                    }
-                    if let Some(o) = outage.as_mut() {
-                        o.written += 1;
-                        o.backlog_end.get_or_insert_with(|| queue.enqueued());
-                    }
-                    break;
-                }
-                Err(e) if is_permanent(&e) => {
-                    tracing::error!(
-                        call_id = ev.call_id(),
-                        event = ?ev,
-                        "call records database refused an update ({e}); skipped"
-                    );
-                    break;
-                }
-                Err(e) => {
-                    if outage.is_none() {
-                        tracing::warn!(
-                            "call records database unavailable ({e}); {} updates queued, retrying",
-                            queue.pending()
-                        );
-                        outage = Some(Outage {
-                            backlog_end: None,
-                            written: 0,
-                        });
-                    }
-                    if queue.is_closed() {
-                        tracing::error!(
-                            "call records database unavailable at shutdown ({e}); \
-                             {} call record updates lost",
-                            queue.pending()
-                        );
-                        return;
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(backoff.max);
-                }
-            }
+        alive.track(&evs);
+        if !write_batch(&queue, &*backend, backoff, &evs, &mut outage).await {
+            return;
         }
-        queue.finish_one();
+        queue.finish(evs.len() as u64);
         if let Some(Outage {
             backlog_end: Some(end),
             written,
@@ -238,6 +288,91 @@ pub(crate) async fn run_writer(queue: Arc<Queue>, backend: Arc<dyn Backend>, bac
                 outage = None;
             }
         }
+    }
+}
+
+/// Writes `evs` in one transaction, waiting out an outage with backoff. If
+/// the database refuses one of them for good, writes them one at a time so
+/// only that one is skipped. False: give up (shutdown while unavailable).
+async fn write_batch(
+    queue: &Queue,
+    backend: &dyn Backend,
+    backoff: Backoff,
+    evs: &[CallEvent],
+    outage: &mut Option<Outage>,
+) -> bool {
+    let mut delay = backoff.initial;
+    loop {
+        let err = match backend.apply_batch(evs).await {
+            Ok(touched) => {
+                for (ev, rows) in evs.iter().zip(touched) {
+                    warn_if_missing(ev, rows);
+                }
+                note_written(queue, outage, evs.len() as u64);
+                return true;
+            }
+            Err(e) if is_permanent(&e) && evs.len() > 1 => {
+                for ev in evs {
+                    if !Box::pin(write_batch(
+                        queue,
+                        backend,
+                        backoff,
+                        std::slice::from_ref(ev),
+                        outage,
+                    ))
+                    .await
+                    {
+                        return false;
+                    }
+                }
+                return true;
+            }
+            Err(e) if is_permanent(&e) => {
+                tracing::error!(
+                    call_id = evs.first().map(CallEvent::call_id),
+                    event = ?evs.first(),
+                    "call records database refused an update ({e}); skipped"
+                );
+                return true;
+            }
+            Err(e) => e,
+        };
+        if outage.is_none() {
+            tracing::warn!(
+                "call records database unavailable ({err}); {} updates queued, retrying",
+                queue.pending()
+            );
+            *outage = Some(Outage {
+                backlog_end: None,
+                written: 0,
+            });
+        }
+        if queue.is_closed() {
+            tracing::error!(
+                "call records database unavailable at shutdown ({err}); \
+                 {} call record updates lost",
+                queue.pending()
+            );
+            return false;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(backoff.max);
+    }
+}
+
+fn warn_if_missing(ev: &CallEvent, rows: u64) {
+    if rows == 0 && is_update(ev) {
+        tracing::warn!(
+            call_id = ev.call_id(),
+            "call record update for a call that has no record; skipped"
+        );
+    }
+}
+
+fn note_written(queue: &Queue, outage: &mut Option<Outage>, n: u64) {
+    if let Some(o) = outage.as_mut() {
+        o.written += n;
+        o.backlog_end.get_or_insert_with(|| queue.enqueued());
     }
 }
 

@@ -63,6 +63,8 @@ pub struct StationLine {
     pub no_answer: u64,
     /// Broken on our side.
     pub failed: u64,
+    /// The daemon stopped (crash, kill) during the call; closed at restart.
+    pub interrupted: u64,
     /// No outcome recorded: still in progress, or its end was lost.
     pub unfinished: u64,
     /// Median of `connected_at - started_at` over connected calls: how long
@@ -142,6 +144,7 @@ pub(crate) fn build_report(
                 Some("abandoned") => l.abandoned += 1,
                 Some("no_answer") => l.no_answer += 1,
                 Some("failed") => l.failed += 1,
+                Some("interrupted") => l.interrupted += 1,
                 _ => l.unfinished += 1,
             }
         }
@@ -238,8 +241,10 @@ pub fn format_report(r: &Report, station_names: &[(String, String)]) -> String {
             .filter(|l| !named.contains_key(l.station.as_str()))
             .cloned(),
     );
+    // Calls cut off by a daemon crash get a column once there are any.
+    let show_interrupted = r.totals.interrupted > 0;
     let station_row = |label: String, l: &StationLine| {
-        vec![
+        let mut row = vec![
             label,
             l.calls.to_string(),
             l.connected.to_string(),
@@ -247,8 +252,12 @@ pub fn format_report(r: &Report, station_names: &[(String, String)]) -> String {
             l.abandoned.to_string(),
             l.no_answer.to_string(),
             l.failed.to_string(),
-            l.median_time_to_person.map_or_else(|| "-".into(), clock),
-        ]
+        ];
+        if show_interrupted {
+            row.push(l.interrupted.to_string());
+        }
+        row.push(l.median_time_to_person.map_or_else(|| "-".into(), clock));
+        row
     };
     let mut rows: Vec<Vec<String>> = lines
         .iter()
@@ -259,19 +268,20 @@ pub fn format_report(r: &Report, station_names: &[(String, String)]) -> String {
         .collect();
     rows.push(station_row("TOTAL".to_string(), &r.totals));
     out.push('\n');
-    out.push_str(&table(
-        &[
-            "STATION",
-            "CALLS",
-            "CONNECTED",
-            "VOICEMAIL",
-            "ABANDONED",
-            "NO ANSWER",
-            "FAILED",
-            "MEDIAN WAIT",
-        ],
-        &rows,
-    ));
+    let mut header = vec![
+        "STATION",
+        "CALLS",
+        "CONNECTED",
+        "VOICEMAIL",
+        "ABANDONED",
+        "NO ANSWER",
+        "FAILED",
+    ];
+    if show_interrupted {
+        header.push("INTERRUPTED");
+    }
+    header.push("MEDIAN WAIT");
+    out.push_str(&table(&header, &rows));
 
     out.push('\n');
     if r.per_volunteer.is_empty() {
@@ -313,6 +323,7 @@ fn headline(r: &Report) -> String {
         for (n, what) in [
             (t.no_answer, "unanswered"),
             (t.failed, "failed"),
+            (t.interrupted, "interrupted"),
             (t.unfinished, "unfinished"),
         ] {
             if n > 0 {
@@ -450,6 +461,7 @@ pub(crate) mod tests {
                 at: s(clock),
                 result: *result,
                 sip_status: *status,
+                reason: None,
             });
             if *result == AttemptResult::Answered {
                 ev.push(CallEvent::Connected {
@@ -471,6 +483,7 @@ pub(crate) mod tests {
                 at: s(clock + 240),
                 outcome,
                 hangup_by: HangupBy::Caller,
+                reason: None,
             });
         }
     }
@@ -527,6 +540,7 @@ pub(crate) mod tests {
             abandoned,
             no_answer,
             failed,
+            interrupted: 0,
             unfinished,
             median_time_to_person: median_ms.map(Duration::from_millis),
         }
@@ -799,6 +813,30 @@ pub(crate) mod tests {
         );
         let text = format_report(&r, &[]);
         assert!(text.contains("no volunteers rung"), "{text}");
+    }
+
+    #[test]
+    fn interrupted_calls_are_counted_and_shown() {
+        let calls: Vec<ReportCall> = vec![
+            (
+                Some("health".into()),
+                Some("interrupted".into()),
+                "2026-11-05T01:00:00.000Z".into(),
+                None,
+            ),
+            (None, None, "2026-11-05T02:00:00.000Z".into(), None),
+        ];
+        let attempts: Vec<ReportAttempt> = vec![(Some("ana".into()), Some("interrupted".into()))];
+        let r = build_report(&calls, &attempts, None, None, shanghai());
+        assert_eq!((r.totals.interrupted, r.totals.unfinished), (1, 1));
+        assert!(headline(&r).ends_with(", 1 interrupted, 1 unfinished"));
+        let text = format_report(&r, &[]);
+        assert!(text.contains("INTERRUPTED"), "{text}");
+        // Not the volunteer's miss: the daemon stopped.
+        assert_eq!(
+            (r.per_volunteer[0].answered, r.per_volunteer[0].missed),
+            (0, 0)
+        );
     }
 
     #[test]

@@ -30,12 +30,16 @@ pub struct CallRow {
     pub connected_at: Option<String>,
     /// When the call ended; `None` while in progress.
     pub ended_at: Option<String>,
-    /// `connected`, `voicemail`, `no_answer`, `abandoned` or `failed`.
+    /// `connected`, `voicemail`, `no_answer`, `abandoned`, `failed` or
+    /// `interrupted` (the daemon stopped during the call).
     pub outcome: Option<String>,
     /// `caller`, `volunteer` or `system`.
     pub hangup_by: Option<String>,
     /// Path of the voicemail recording.
     pub voicemail: Option<String>,
+    /// What went wrong on our side, in words: e.g. the voicemail could not
+    /// be saved, or the daemon stopped during the call (`interrupted`).
+    pub reason: Option<String>,
 }
 
 /// One row of `call_attempts`: one volunteer rung for one call.
@@ -55,10 +59,14 @@ pub struct AttemptRow {
     pub started_at: Option<String>,
     /// When the attempt finished.
     pub ended_at: Option<String>,
-    /// `answered`, `no_answer`, `busy`, `declined`, `failed` or `cancelled`.
+    /// `answered`, `no_answer`, `busy`, `declined`, `failed`, `cancelled`
+    /// or `interrupted`.
     pub result: Option<String>,
-    /// Final SIP status code.
+    /// Final SIP status code; `None` when no SIP answer came (a failure
+    /// here, a timeout, a cancel).
     pub sip_status: Option<i32>,
+    /// Why the attempt failed when the failure was ours, in words.
+    pub reason: Option<String>,
 }
 
 /// Reads a [`CallRow`] from either backend's row type.
@@ -84,6 +92,7 @@ where
         outcome: row.try_get("outcome")?,
         hangup_by: row.try_get("hangup_by")?,
         voicemail: row.try_get("voicemail")?,
+        reason: row.try_get("reason")?,
     })
 }
 
@@ -106,6 +115,7 @@ where
         ended_at: row.try_get("ended_at")?,
         result: row.try_get("result")?,
         sip_status: row.try_get("sip_status")?,
+        reason: row.try_get("reason")?,
     })
 }
 
@@ -179,6 +189,8 @@ fn attempt_line(call: &CallRow, a: &AttemptRow) -> String {
     );
     if let Some(status) = a.sip_status {
         line.push_str(&format!(" ({status})"));
+    } else if let Some(reason) = a.reason.as_deref().filter(|_| a.result.is_some()) {
+        line.push_str(&format!(" ({reason})"));
     }
     line.push(' ');
     line.push_str(&hms(a.started_at.as_deref(), a.ended_at.as_deref()));
@@ -302,6 +314,7 @@ mod tests {
             outcome: outcome.map(str::to_string),
             hangup_by: None,
             voicemail: None,
+            reason: None,
         }
     }
 

@@ -77,6 +77,24 @@ impl RowsAffected for sqlx::postgres::PgQueryResult {
     }
 }
 
+/// `alive_at` moved forward to the time in parameter `$p`, never back (a
+/// heartbeat may already have set a later one).
+macro_rules! alive_since {
+    ($p:literal) => {
+        concat!(
+            "alive_at = CASE WHEN alive_at > ",
+            $p,
+            " THEN alive_at ELSE ",
+            $p,
+            " END"
+        )
+    };
+}
+
+/// Why a call or attempt closed at start as `interrupted` was left open.
+const INTERRUPTED_REASON: &str =
+    "the daemon stopped while this was in progress (crash, kill or power loss)";
+
 /// The bind statement and its values for one event. `Started` and
 /// `AttemptStarted` insert and ignore a row already there, so the writer
 /// may replay an event after a lost reply.
@@ -87,21 +105,24 @@ where
     for<'e> String: Encode<'e, DB> + Type<DB>,
     for<'e> i64: Encode<'e, DB> + Type<DB>,
     for<'e> Option<i32>: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<String>: Encode<'e, DB> + Type<DB>,
 {
     match ev {
         CallEvent::Started(c) => sqlx::query(
-            "INSERT INTO calls (call_id, caller, dialed, started_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (call_id) DO NOTHING",
+            "INSERT INTO calls (call_id, caller, dialed, started_at, alive_at) \
+             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (call_id) DO NOTHING",
         )
         .bind(c.call_id.as_str())
         .bind(c.caller.as_str())
         .bind(c.dialed.as_str())
         .bind(db_time(c.started_at)),
-        CallEvent::Answered { call_id, at } => {
-            sqlx::query("UPDATE calls SET answered_at = $1 WHERE call_id = $2")
-                .bind(db_time(*at))
-                .bind(call_id.as_str())
-        }
+        CallEvent::Answered { call_id, at } => sqlx::query(concat!(
+            "UPDATE calls SET answered_at = $1, ",
+            alive_since!("$1"),
+            " WHERE call_id = $2"
+        ))
+        .bind(db_time(*at))
+        .bind(call_id.as_str()),
         CallEvent::Key { call_id, keys } => {
             sqlx::query("UPDATE calls SET keys = $1 WHERE call_id = $2")
                 .bind(keys.as_str())
@@ -116,10 +137,14 @@ where
             call_id,
             volunteer,
             at,
-        } => sqlx::query("UPDATE calls SET volunteer = $1, connected_at = $2 WHERE call_id = $3")
-            .bind(volunteer.as_str())
-            .bind(db_time(*at))
-            .bind(call_id.as_str()),
+        } => sqlx::query(concat!(
+            "UPDATE calls SET volunteer = $1, connected_at = $2, ",
+            alive_since!("$2"),
+            " WHERE call_id = $3"
+        ))
+        .bind(volunteer.as_str())
+        .bind(db_time(*at))
+        .bind(call_id.as_str()),
         CallEvent::Voicemail { call_id, path } => {
             sqlx::query("UPDATE calls SET voicemail = $1 WHERE call_id = $2")
                 .bind(path.as_str())
@@ -130,12 +155,15 @@ where
             at,
             outcome,
             hangup_by,
+            reason,
         } => sqlx::query(
-            "UPDATE calls SET ended_at = $1, outcome = $2, hangup_by = $3 WHERE call_id = $4",
+            "UPDATE calls SET ended_at = $1, outcome = $2, hangup_by = $3, reason = $4 \
+             WHERE call_id = $5",
         )
         .bind(db_time(*at))
         .bind(outcome.as_str())
         .bind(hangup_by.as_str())
+        .bind(reason.clone())
         .bind(call_id.as_str()),
         CallEvent::AttemptStarted {
             call_id,
@@ -158,13 +186,15 @@ where
             at,
             result,
             sip_status,
+            reason,
         } => sqlx::query(
-            "UPDATE call_attempts SET ended_at = $1, result = $2, sip_status = $3 \
-             WHERE call_id = $4 AND attempt_no = $5",
+            "UPDATE call_attempts SET ended_at = $1, result = $2, sip_status = $3, reason = $4 \
+             WHERE call_id = $5 AND attempt_no = $6",
         )
         .bind(db_time(*at))
         .bind(result.as_str())
         .bind(sip_status.map(i32::from))
+        .bind(reason.clone())
         .bind(call_id.as_str())
         .bind(i64::from(*attempt_no)),
     }
@@ -181,6 +211,7 @@ where
     for<'e> String: Encode<'e, DB> + Type<DB>,
     for<'e> i64: Encode<'e, DB> + Type<DB>,
     for<'e> Option<i32>: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<String>: Encode<'e, DB> + Type<DB>,
     &'static str: ColumnIndex<DB::Row>,
     for<'r> String: Decode<'r, DB>,
     for<'r> i64: Decode<'r, DB>,
@@ -189,9 +220,57 @@ where
     for<'r> ReportAttempt: FromRow<'r, DB::Row>,
     DB::QueryResult: RowsAffected,
 {
-    async fn apply(&self, ev: &CallEvent) -> Result<u64, sqlx::Error> {
-        let done = event_query::<DB>(ev).execute(&self.pool).await?;
+    async fn apply_batch(&self, evs: &[CallEvent]) -> Result<Vec<u64>, sqlx::Error> {
+        // One transaction: one commit (one fsync for SQLite) for the lot.
+        let mut tx = self.pool.begin().await?;
+        let mut touched = Vec::with_capacity(evs.len());
+        for ev in evs {
+            let done = event_query::<DB>(ev).execute(&mut *tx).await?;
+            touched.push(done.rows_affected());
+        }
+        tx.commit().await?;
+        Ok(touched)
+    }
+
+    async fn heartbeat(&self, now: &str, since: &str) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE calls SET alive_at = $1 \
+             WHERE ended_at IS NULL AND started_at >= $2 AND (alive_at IS NULL OR alive_at < $1)",
+        )
+        .bind(now)
+        .bind(since)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn close_interrupted(&self, now: &str) -> Result<(u64, u64), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        // An attempt ends when its call was last known alive, or at its own
+        // start if it began after that.
+        let attempts = sqlx::query(
+            "UPDATE call_attempts SET result = 'interrupted', reason = $1, ended_at = COALESCE(\
+               (SELECT CASE WHEN c.alive_at > call_attempts.started_at THEN c.alive_at \
+                            ELSE call_attempts.started_at END \
+                FROM calls c WHERE c.call_id = call_attempts.call_id), \
+               started_at, $2) \
+             WHERE ended_at IS NULL",
+        )
+        .bind(INTERRUPTED_REASON)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let calls = sqlx::query(
+            "UPDATE calls SET outcome = 'interrupted', reason = $1, \
+             ended_at = COALESCE(alive_at, started_at) WHERE ended_at IS NULL",
+        )
+        .bind(INTERRUPTED_REASON)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok((calls, attempts))
     }
 
     async fn recent_calls(&self, limit: u32) -> Result<Vec<CallRow>, sqlx::Error> {
