@@ -153,7 +153,7 @@ impl Call {
                 result,
                 sip_status,
             } => {
-                self.ctx.services.store.record(CallEvent::AttemptEnded {
+                self.ctx.record(CallEvent::AttemptEnded {
                     call_id: self.caller.call_id().to_string(),
                     attempt_no: attempt,
                     at: Utc::now(),
@@ -208,7 +208,7 @@ impl Call {
                 return;
             }
         };
-        self.ctx.services.store.record(CallEvent::AttemptStarted {
+        self.ctx.record(CallEvent::AttemptStarted {
             call_id: self.caller.call_id().to_string(),
             attempt_no: attempt,
             volunteer: volunteer.clone(),

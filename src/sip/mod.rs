@@ -23,4 +23,5 @@ pub(crate) mod ratelog;
 pub mod register;
 pub mod sdp;
 pub mod stack;
+pub mod traffic;
 pub mod transport;

@@ -84,6 +84,7 @@ pub struct SipStack {
     slots: Arc<CallSlots>,
     listeners: Mutex<Listeners>,
     cancel: CancellationToken,
+    traffic: Arc<crate::sip::traffic::Traffic>,
 }
 
 #[derive(Default)]
@@ -116,6 +117,7 @@ pub struct CallClaim {
 /// Via and Contact of requests sent over TLS.
 struct Inspector {
     tls: Option<TlsRequestFix>,
+    traffic: Arc<crate::sip::traffic::Traffic>,
 }
 
 impl MessageInspector for Inspector {
@@ -125,6 +127,7 @@ impl MessageInspector for Inspector {
         dest: Option<&SipAddr>,
     ) -> rsipstack::sip::SipMessage {
         let msg = crate::sip::digest::DigestAlgorithmFix.before_send(msg, dest);
+        self.traffic.sent(&msg);
         match &self.tls {
             Some(fix) => fix.apply(msg, dest),
             None => msg,
@@ -136,6 +139,7 @@ impl MessageInspector for Inspector {
         msg: rsipstack::sip::SipMessage,
         from: Option<&SipAddr>,
     ) -> rsipstack::sip::SipMessage {
+        self.traffic.received(&msg);
         crate::sip::digest::DigestAlgorithmFix.after_received(msg, from)
     }
 }
@@ -239,6 +243,7 @@ impl SipStack {
             transport.set_tls_config(cfg);
         }
 
+        let traffic = Arc::new(crate::sip::traffic::Traffic::default());
         let endpoint = EndpointBuilder::new()
             .with_user_agent(user_agent)
             .with_transport_layer(transport)
@@ -249,6 +254,7 @@ impl SipStack {
                     udp: SocketAddr::new(public_ip, local.port()),
                     tls: SocketAddr::new(public_ip, t.port()),
                 }),
+                traffic: traffic.clone(),
             }))
             .with_option(EndpointOption {
                 t1,
@@ -271,6 +277,7 @@ impl SipStack {
                 tls,
             }),
             cancel,
+            traffic,
         })
     }
 
@@ -451,6 +458,16 @@ impl SipStack {
         self.policy.counters.clone()
     }
 
+    /// SIP requests received and responses sent, for `/metrics`.
+    pub fn traffic(&self) -> Arc<crate::sip::traffic::Traffic> {
+        self.traffic.clone()
+    }
+
+    /// Source addresses the flood defence bans now.
+    pub fn banned(&self) -> Vec<std::net::IpAddr> {
+        self.policy.banned(std::time::Instant::now())
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.policy.limits
@@ -500,6 +517,11 @@ impl SipStack {
 
     pub fn shutdown(&self) {
         self.cancel.cancel();
+    }
+
+    /// Whether the listeners are up (from `start` until `shutdown`).
+    pub fn is_serving(&self) -> bool {
+        !self.cancel.is_cancelled()
     }
 }
 

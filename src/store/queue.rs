@@ -23,6 +23,31 @@ pub(crate) struct Queue {
     /// Number of events finished (written, skipped or dropped); `flush` waits on it.
     done: watch::Sender<u64>,
     capacity: usize,
+    /// Failed writes (each retry counts) and the Unix time of the last write
+    /// that succeeded (opening the database counts as one), for `/metrics`.
+    pub(crate) health: Health,
+}
+
+/// How the writer is faring, for `/metrics` and `/status`.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    pub(crate) write_errors: std::sync::atomic::AtomicU64,
+    pub(crate) last_success_unix: std::sync::atomic::AtomicU64,
+}
+
+impl Health {
+    pub(crate) fn note(&self, ok: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if ok {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            self.last_success_unix.store(now, Relaxed);
+        } else {
+            self.write_errors.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 struct State {
@@ -55,6 +80,7 @@ impl Queue {
             wake: Notify::new(),
             done: watch::Sender::new(0),
             capacity: capacity.max(1),
+            health: Health::default(),
         }
     }
 
@@ -181,7 +207,9 @@ pub(crate) async fn run_writer(queue: Arc<Queue>, backend: Arc<dyn Backend>, bac
         };
         let mut delay = backoff.initial;
         loop {
-            match backend.apply(&ev).await {
+            let applied = backend.apply(&ev).await;
+            queue.health.note(applied.is_ok());
+            match applied {
                 Ok(rows) => {
                     if rows == 0 && is_update(&ev) {
                         tracing::warn!(
