@@ -8,6 +8,9 @@ use chrono::{TimeZone as _, Utc};
 use super::status::{RosterStatus, Status, StoreStatus};
 use crate::server::Server;
 
+/// A series' labels, as [`super::metrics::Metrics`] takes them.
+type Labels<'a> = &'a [(&'static str, &'a str)];
+
 /// Why the daemon should not get traffic now, or None when it is ready.
 pub(super) fn not_ready(server: &Server, queue_limit: u64) -> Option<String> {
     if server.is_draining() {
@@ -37,7 +40,7 @@ pub(super) fn metrics(server: &Server) -> String {
     let stack = server.stack();
     let counters = stack.counters();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let mirrored: [(&'static str, &[(&'static str, &str)], u64); 9] = [
+    let mirrored: [(&'static str, Labels, u64); 9] = [
         ("hotline_sip_bans_total", &[], load(&counters.bans)),
         (
             "hotline_sip_banned_dropped_total",
