@@ -309,3 +309,88 @@ async fn status_of_a_daemon_that_is_not_running_says_so_and_exits_2() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("not running"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_call_id_of_the_call_span() {
+    use std::io::BufRead;
+    let _g = SERIAL.lock().await;
+    let tmp = tempfile::TempDir::new().unwrap();
+    let prompts = write_short_prompts(&tmp.path().join("prompts"), &PromptLengths::default());
+    let config = tmp.path().join("hotline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sip]\nlisten = \"127.0.0.1:0\"\n[media]\nrtp_ports = \"46000-46999\"\n\
+             [database]\nurl = \"sqlite://{dir}/hotline.db\"\n\
+             [menu]\nprompts_dir = \"{prompts}\"\ntimeout_s = 1\n\
+             [roster]\nfile = \"{dir}/roster.toml\"\n[admin]\nlisten = \"\"\n\
+             [log]\nformat = \"json\"\n",
+            dir = tmp.path().display(),
+            prompts = prompts.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(std::result::Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut all = Vec::new();
+    let result = tokio::time::timeout(Duration::from_secs(60), async {
+        // Every line is a JSON object; the start line names the SIP address.
+        let addr: std::net::SocketAddr = loop {
+            let line = lines.recv().await.expect("daemon exited early");
+            let v: serde_json::Value = serde_json::from_str(&line).expect("not a JSON line");
+            all.push(line);
+            if v["fields"]["message"] == "hotline is answering calls" {
+                break v["fields"]["udp_tcp"].as_str().unwrap().parse().unwrap();
+            }
+        };
+        let phone = Phone::new(Transport::Udp, addr).await.unwrap();
+        let call_id = format!("{}@127.0.0.1", random_token(12));
+        let call = phone
+            .call(CallOptions {
+                call_id: Some(call_id.clone()),
+                ..CallOptions::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(call.status, 200);
+        wait_for_prompt(&call, "menu", Duration::from_secs(5)).await;
+        assert_eq!(call.hangup().await.unwrap(), 200);
+        sleep(Duration::from_millis(500)).await;
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        while let Some(line) = lines.recv().await {
+            all.push(line);
+        }
+        call_id
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let call_id = result.unwrap_or_else(|_| panic!("timed out; log:\n{}", all.join("\n")));
+    let in_span: Vec<&String> = all
+        .iter()
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["span"]["call_id"] == call_id.as_str() && v["spans"][0]["name"] == "call"
+        })
+        .collect();
+    assert!(
+        !in_span.is_empty(),
+        "no line in the call's span:\n{}",
+        all.join("\n")
+    );
+}
