@@ -13,6 +13,7 @@
 //! - [`store`]: call records in SQLite or PostgreSQL.
 //! - [`server`]: wires it all together and owns graceful shutdown.
 
+pub mod admin;
 pub mod call;
 pub mod config;
 pub(crate) mod diag;

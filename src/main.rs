@@ -62,6 +62,15 @@ enum Command {
         #[arg(long)]
         roster: Option<PathBuf>,
     },
+    /// Show the running daemon's state: active calls, trunk, roster, call records
+    /// (from its admin listener, `[admin] listen`). Exit 2 if it is not running.
+    Status {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print the JSON of /status instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Calls handled per station and per volunteer, for the community's report.
     Report {
         #[arg(long, default_value = DEFAULT_CONFIG)]
@@ -79,14 +88,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // rsipstack logs every packet at info; an operator wants our words.
-                .unwrap_or_else(|_| "info,rsipstack=warn,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(&cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -123,6 +125,7 @@ fn main() -> ExitCode {
                 to,
                 json,
             } => report(&config, from, to, json).await,
+            Command::Status { config, json } => status(&config, json).await,
         }
     });
     match outcome {
@@ -134,9 +137,65 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs on standard error: text, or JSON lines when `hotline run`'s config says
+/// `[log] format = "json"` (a config that does not load is reported by `run`).
+fn init_logs(command: &Command) {
+    // rsipstack logs every packet at info; an operator wants our words.
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,rsipstack=warn,sqlx=warn".into())
+    };
+    let json = match command {
+        Command::Run { config } if config.exists() => {
+            Config::load(config).is_ok_and(|c| c.log.format == hotline::config::LogFormat::Json)
+        }
+        _ => false,
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr);
+    if json {
+        // Each line carries the current span and its parents: a call's call_id.
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init();
+    } else {
+        logs.init();
+    }
+}
+
 /// What a command ends with: done, or the message for the admin (printed on
 /// standard error, exit status 1).
 type Outcome = Result<(), String>;
+
+/// Exit status of `hotline status` when the daemon is not running.
+const NOT_RUNNING: u8 = 2;
+
+/// `hotline status`: the running daemon's /status, as a table or JSON.
+async fn status(path: &Path, json: bool) -> Outcome {
+    use hotline::admin::status::{fetch, format_status, FetchError};
+    let config = load_config(path)?;
+    let Some(mut addr) = config.admin.listen else {
+        return Err(format!(
+            "{}: the admin listener is off ([admin] listen = \"\"); hotline status needs it",
+            config.source.display()
+        ));
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    match fetch(addr, config.admin.token.as_deref()).await {
+        Ok((_, body)) if json => println!("{body}"),
+        Ok((status, _)) => print!("{}", format_status(&status)),
+        Err(e @ FetchError::NotRunning(_)) => {
+            eprintln!("{e}");
+            std::process::exit(i32::from(NOT_RUNNING));
+        }
+        Err(e) => return Err(e.to_string()),
+    }
+    Ok(())
+}
 
 /// Load the configuration. The default path falls back to the embedded defaults when
 /// absent, so `hotline run` works on a fresh machine with no files at all.

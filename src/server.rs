@@ -41,12 +41,14 @@ pub enum StartError {
     Roster(crate::config::ConfigErrors),
     #[error("{0}")]
     Config(String),
+    #[error("admin listener: cannot listen on {addr} ({detail}); set [admin] listen to a free port, or \"\" to turn it off")]
+    Admin { addr: SocketAddr, detail: String },
 }
 
 /// The roster at start: a missing file means nobody on duty yet (the daemon still
 /// answers and takes voicemail); a bad file stops the start, naming file and line.
 /// Reading the file is blocking work: off the async runtime.
-async fn load_roster(config: &Config) -> Result<RosterHandle, StartError> {
+async fn load_roster(config: &Config) -> Result<(RosterHandle, bool), StartError> {
     let path = config.roster.file.clone();
     let stations = config.stations.clone();
     tokio::task::spawn_blocking(move || read_roster(&path, &stations))
@@ -54,16 +56,17 @@ async fn load_roster(config: &Config) -> Result<RosterHandle, StartError> {
         .map_err(|e| StartError::Config(format!("loading the roster failed: {e}")))?
 }
 
+/// The roster handle, and whether a file was loaded (for `/readyz`).
 fn read_roster(
     path: &std::path::Path,
     stations: &[crate::config::Station],
-) -> Result<RosterHandle, StartError> {
+) -> Result<(RosterHandle, bool), StartError> {
     if !path.exists() {
         warn!(
             file = %path.display(),
             "no roster file: nobody is on duty, calls will go to voicemail until it exists"
         );
-        return Ok(RosterHandle::new(Roster::empty()));
+        return Ok((RosterHandle::new(Roster::empty()), false));
     }
     let roster = Roster::load(path, stations).map_err(StartError::Roster)?;
     info!(
@@ -72,7 +75,7 @@ fn read_roster(
         shifts = roster.shifts.len(),
         "loaded the duty roster"
     );
-    Ok(RosterHandle::new(roster))
+    Ok((RosterHandle::new(roster), true))
 }
 
 /// The prompts and the ringback tone, decoded (and resampled to 8 kHz) off the async
@@ -107,6 +110,13 @@ pub struct Server {
     numbers: Vec<String>,
     calls: TaskTracker,
     draining: AtomicBool,
+    /// Whether a roster file was loaded at start (a reload counts later).
+    roster_at_start: bool,
+    /// True while registered with the trunk; None without registration.
+    trunk_registered: Option<Arc<AtomicBool>>,
+    /// Where the admin listener took requests, and what stops it.
+    admin_addr: Option<SocketAddr>,
+    admin_stop: CancellationToken,
 }
 
 impl Server {
@@ -125,7 +135,18 @@ impl Server {
             &options,
         )
         .await?;
-        let roster = load_roster(config).await?;
+        let (roster, roster_at_start) = load_roster(config).await?;
+        let admin_listener = match config.admin.listen {
+            Some(addr) => Some(
+                crate::admin::bind(addr)
+                    .await
+                    .map_err(|e| StartError::Admin {
+                        addr,
+                        detail: e.to_string(),
+                    })?,
+            ),
+            None => None,
+        };
         let (first, last) = config.media.rtp_ports;
         let ctx = Arc::new(CallContext {
             settings: CallSettings::from_config(config, stack.public_ip),
@@ -138,6 +159,7 @@ impl Server {
                 roster: roster.clone(),
                 busy: BusyRegistry::default(),
                 shutdown: CancellationToken::new(),
+                observer: Arc::new(crate::admin::Observer::new(&config.stations)),
             },
             dialer: Dialer::new(
                 &stack,
@@ -151,9 +173,13 @@ impl Server {
             config.stations.clone(),
             Duration::from_secs(1),
         );
+        let mut trunk_registered = None;
         if let Some(trunk) = &config.trunk {
             if trunk.register {
-                crate::sip::register::spawn(&stack, trunk.clone(), ctx.services.shutdown.clone());
+                let state = Arc::new(AtomicBool::new(false));
+                let stop = ctx.services.shutdown.clone();
+                crate::sip::register::spawn(&stack, trunk.clone(), stop, state.clone());
+                trunk_registered = Some(state);
             }
         }
         let incoming = stack.start().await?;
@@ -166,7 +192,19 @@ impl Server {
             numbers: config.sip.numbers.clone(),
             calls: TaskTracker::new(),
             draining: AtomicBool::new(false),
+            roster_at_start,
+            trunk_registered,
+            admin_addr: admin_listener.as_ref().and_then(|l| l.local_addr().ok()),
+            admin_stop: CancellationToken::new(),
         });
+        if let Some(listener) = admin_listener {
+            let options = crate::admin::AdminOptions {
+                token: config.admin.token.clone(),
+                ready_queue_limit: config.admin.ready_queue_limit,
+            };
+            let stop = server.admin_stop.clone();
+            crate::admin::serve(listener, server.clone(), options, stop);
+        }
         info!(
             udp_tcp = %server.stack.local,
             tls = ?server.stack.tls_local,
@@ -224,6 +262,50 @@ impl Server {
     /// Calls in progress.
     pub fn active_calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Where the admin listener takes requests (None: `[admin] listen = ""`).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    pub(crate) fn stack(&self) -> &SipStack {
+        &self.stack
+    }
+
+    pub(crate) fn observer(&self) -> &crate::admin::Observer {
+        &self.ctx.services.observer
+    }
+
+    pub(crate) fn clock_stats(&self) -> &crate::media::clock::ClockStats {
+        &self.ctx.services.clock.stats
+    }
+
+    pub(crate) fn busy_volunteers(&self) -> usize {
+        self.ctx.services.busy.count()
+    }
+
+    pub(crate) fn stations(&self) -> &[crate::config::Station] {
+        &self.stations
+    }
+
+    pub(crate) fn roster_file(&self) -> &std::path::Path {
+        &self.roster_file
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// A roster file has been loaded (at start or by a reload since).
+    pub(crate) fn roster_loaded(&self) -> bool {
+        self.roster_at_start || self.roster().generation() > 0
+    }
+
+    pub(crate) fn trunk_registered(&self) -> Option<bool> {
+        self.trunk_registered
+            .as_ref()
+            .map(|s| s.load(Ordering::Relaxed))
     }
 
     /// One new server transaction: route it by method and dialog.
@@ -354,6 +436,7 @@ impl Server {
             "media clock figures"
         );
         self.stack.shutdown();
+        self.admin_stop.cancel();
     }
 }
 

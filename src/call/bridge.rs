@@ -15,7 +15,7 @@ impl Call {
     /// goes silent. The claim on the volunteer is held to the end.
     pub(crate) async fn bridge(&mut self, mut a: Attempt) -> Result<Forwarded, Gone> {
         connect(&mut self.caller, &mut a.leg);
-        self.ctx.services.store.record(CallEvent::Connected {
+        self.ctx.record(CallEvent::Connected {
             call_id: self.caller.call_id().to_string(),
             volunteer: a.volunteer.clone(),
             at: Utc::now(),

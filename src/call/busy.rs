@@ -34,6 +34,11 @@ impl BusyRegistry {
         })
     }
 
+    /// Volunteers held now (being rung or talking), for `/metrics`.
+    pub(crate) fn count(&self) -> usize {
+        self.lock().len()
+    }
+
     /// Whether some call holds `volunteer` now. Only for tests: deciding on it
     /// would race, claim instead.
     #[cfg(test)]

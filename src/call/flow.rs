@@ -101,7 +101,7 @@ pub(crate) struct Call {
 /// (None for an INVITE without SDP: our offer goes in the 200, the answer in the ACK).
 pub(crate) async fn run(ctx: Arc<CallContext>, leg: InboundLeg, offer: Option<Negotiated>) {
     let caller = CallerLeg::new(leg);
-    ctx.services.store.record(CallEvent::Started(NewCall {
+    ctx.record(CallEvent::Started(NewCall {
         call_id: caller.call_id().to_string(),
         caller: caller.number().to_string(),
         dialed: caller.dialed().to_string(),
@@ -131,7 +131,7 @@ pub(crate) async fn run(ctx: Arc<CallContext>, leg: InboundLeg, offer: Option<Ne
         }
     };
     call.caller.close_media();
-    call.ctx.services.store.record(CallEvent::Ended {
+    call.ctx.record(CallEvent::Ended {
         call_id: call.caller.call_id().to_string(),
         at: Utc::now(),
         outcome,
@@ -173,7 +173,7 @@ impl Call {
     async fn answer(&mut self, offer: Option<Negotiated>) -> Result<(), Gone> {
         self.caller.answer(&self.ctx, offer).await?;
         info!("answered");
-        self.ctx.services.store.record(CallEvent::Answered {
+        self.ctx.record(CallEvent::Answered {
             call_id: self.caller.call_id().to_string(),
             at: Utc::now(),
         });
@@ -213,7 +213,7 @@ impl Call {
                                 info!(%station, "no valid choice after every try; sending the caller to the duty desk")
                             }
                         }
-                        ctx.services.store.record(CallEvent::Station {
+                        ctx.record(CallEvent::Station {
                             call_id: self.caller.call_id().to_string(),
                             station: station.clone(),
                         });
@@ -267,7 +267,7 @@ impl Call {
     pub(crate) fn note_key(&mut self, key: char, method: DtmfMethod) {
         self.keys.push(key);
         info!(%key, method = method.as_str(), "caller pressed a key");
-        self.ctx.services.store.record(CallEvent::Key {
+        self.ctx.record(CallEvent::Key {
             call_id: self.caller.call_id().to_string(),
             keys: self.keys.clone(),
         });

@@ -154,7 +154,7 @@ impl Call {
                 sip_status,
                 reason,
             } => {
-                self.ctx.services.store.record(CallEvent::AttemptEnded {
+                self.ctx.record(CallEvent::AttemptEnded {
                     call_id: self.caller.call_id().to_string(),
                     attempt_no: attempt,
                     at: Utc::now(),
@@ -210,7 +210,7 @@ impl Call {
                 return;
             }
         };
-        self.ctx.services.store.record(CallEvent::AttemptStarted {
+        self.ctx.record(CallEvent::AttemptStarted {
             call_id: self.caller.call_id().to_string(),
             attempt_no: attempt,
             volunteer: volunteer.clone(),

@@ -104,9 +104,17 @@ pub(crate) struct CallServices {
     pub(crate) busy: BusyRegistry,
     /// Fires when the drain timeout of a shutdown has passed: calls still going end now.
     pub(crate) shutdown: CancellationToken,
+    /// Sees every record update first: the admin's live calls and call metrics.
+    pub(crate) observer: Arc<crate::admin::Observer>,
 }
 
 impl CallContext {
+    /// Record an update of the call: to the admin's view, then to the store.
+    pub(crate) fn record(&self, ev: crate::store::CallEvent) {
+        self.services.observer.observe(&ev);
+        self.services.store.record(ev);
+    }
+
     /// The URI we dial for a roster phone: a SIP URI as written, a number through
     /// the trunk's domain; None for a number when no trunk is configured.
     pub(crate) fn dial_uri(&self, phone: &Phone) -> Option<String> {

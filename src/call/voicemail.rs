@@ -156,7 +156,7 @@ impl Call {
             Ok(Ok(())) => {
                 let p = file.display().to_string();
                 info!(path = %p, "voicemail saved; the duty desk will call back");
-                self.ctx.services.store.record(CallEvent::Voicemail {
+                self.ctx.record(CallEvent::Voicemail {
                     call_id: self.caller.call_id().to_string(),
                     path: p.clone(),
                 });

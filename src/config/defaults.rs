@@ -8,6 +8,12 @@ use super::*;
 /// `[trunk] register_expires_s` when left out: re-register every 10 minutes.
 pub(super) const DEFAULT_REGISTER_EXPIRES_S: u64 = 600;
 
+/// `[admin] listen` when left out: 127.0.0.1:8110.
+pub(super) const DEFAULT_ADMIN_PORT: u16 = 8110;
+
+/// `[admin] ready_queue_limit` when left out.
+pub(super) const DEFAULT_READY_QUEUE_LIMIT: u64 = 1000;
+
 /// The defaults in code; a test keeps them equal to `config/hotline.toml`.
 pub(super) fn builtin_defaults() -> Config {
     let station = |key, id: &str, name: &str| Station {
@@ -67,6 +73,14 @@ pub(super) fn builtin_defaults() -> Config {
         },
         trunk: None,
         limits: default_limits(),
+        admin: AdminConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT))),
+            token: None,
+            ready_queue_limit: DEFAULT_READY_QUEUE_LIMIT,
+        },
+        log: LogConfig {
+            format: LogFormat::Text,
+        },
         source: PathBuf::from(EMBEDDED_SOURCE),
     }
 }

@@ -31,6 +31,10 @@ pub struct Config {
     pub trunk: Option<TrunkConfig>,
     /// Connection caps, scanner and flood defence, the call cap (`[limits]`).
     pub limits: LimitsConfig,
+    /// The admin HTTP listener: metrics, health, live status.
+    pub admin: AdminConfig,
+    /// How log lines are written.
+    pub log: LogConfig,
     /// The file it came from, or [`EMBEDDED_SOURCE`](super::EMBEDDED_SOURCE); for log lines and errors.
     pub source: PathBuf,
 }
@@ -185,4 +189,30 @@ pub struct TrunkConfig {
 pub struct DaemonConfig {
     /// On SIGTERM, how long calls in progress may go on before being cut.
     pub drain_timeout_s: u64,
+}
+
+/// The admin HTTP listener (`/metrics`, `/livez`, `/readyz`, `/status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where to listen; None (`listen = ""`) turns the listener off.
+    pub listen: Option<SocketAddr>,
+    /// When set, every endpoint but `/livez` wants `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// `/readyz` answers 503 while more call record updates than this wait for the database.
+    pub ready_queue_limit: u64,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of words per event (the default).
+    Text,
+    /// One JSON object per line, with the call span's fields.
+    Json,
+}
+
+/// `[log]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
 }

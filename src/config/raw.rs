@@ -21,6 +21,22 @@ pub(super) struct RawConfig {
     pub(super) forward: RawForward,
     pub(super) trunk: Option<Spanned<RawTrunk>>,
     pub(super) limits: RawLimits,
+    pub(super) admin: RawAdmin,
+    pub(super) log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) token: Option<Spanned<String>>,
+    pub(super) ready_queue_limit: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub(super) format: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

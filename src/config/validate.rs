@@ -35,6 +35,8 @@ pub(super) fn validate(raw: RawConfig, text: &str, source: &Path) -> Result<Conf
     }
     forward(&mut c, raw.forward, &mut cfg.forward);
     cfg.trunk = raw.trunk.map(|t| trunk(&mut c, t));
+    admin(&mut c, raw.admin, &mut cfg.admin);
+    log(&mut c, raw.log, &mut cfg.log);
     c.finish(cfg)
 }
 
@@ -298,4 +300,41 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
         ));
     }
     Ok((a, b))
+}
+
+fn admin(c: &mut Checker, raw: RawAdmin, admin: &mut AdminConfig) {
+    if let Some(v) = raw.listen {
+        if v.get_ref().is_empty() {
+            admin.listen = None;
+        } else {
+            let expected = "an address and port like \"127.0.0.1:8110\", or \"\" for off";
+            if let Some(a) = parsed(c, &v, "[admin] listen", expected) {
+                admin.listen = Some(a);
+            }
+        }
+    }
+    if let Some(v) = raw.token {
+        if v.get_ref().trim().is_empty() {
+            let message = "must not be empty (leave the key out for no token)".into();
+            c.error(v.span(), "[admin] token", message);
+        } else {
+            admin.token = Some(v.into_inner());
+        }
+    }
+    if let Some(v) = raw.ready_queue_limit {
+        admin.ready_queue_limit = v;
+    }
+}
+
+fn log(c: &mut Checker, raw: RawLog, log: &mut LogConfig) {
+    if let Some(v) = raw.format {
+        match v.get_ref().as_str() {
+            "text" => log.format = LogFormat::Text,
+            "json" => log.format = LogFormat::Json,
+            other => {
+                let message = format!("expected \"text\" or \"json\", found {other:?}");
+                c.error(v.span(), "[log] format", message);
+            }
+        }
+    }
 }

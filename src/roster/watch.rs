@@ -18,6 +18,8 @@ pub struct RosterHandle {
     inner: Arc<RwLock<Slot>>,
     /// Numbers each reading of the file, in the order they start.
     reads: Arc<AtomicU64>,
+    /// Re-reads that succeeded and that were rejected, for `/metrics`.
+    reloads: Arc<[AtomicU64; 2]>,
 }
 
 /// The roster in force and the number of the reading it came from.
@@ -36,6 +38,7 @@ impl RosterHandle {
                 read_no: 0,
             })),
             reads: Arc::new(AtomicU64::new(0)),
+            reloads: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
         }
     }
 
@@ -60,8 +63,24 @@ impl RosterHandle {
     /// Called by the file watcher and by the daemon on SIGHUP.
     pub fn reload(&self, path: &Path, stations: &[Station]) -> Result<Vec<String>, ConfigErrors> {
         let read_no = self.next_read();
-        let roster = Roster::load(path, stations)?;
-        Ok(self.swap(roster, read_no))
+        let loaded = Roster::load(path, stations);
+        self.reloads[usize::from(loaded.is_err())].fetch_add(1, Ordering::Relaxed);
+        Ok(self.swap(loaded?, read_no))
+    }
+
+    /// (re-reads swapped in, re-reads rejected) since start.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        let [ok, err] = &*self.reloads;
+        (ok.load(Ordering::Relaxed), err.load(Ordering::Relaxed))
+    }
+
+    /// The number of the reading in force: 0 for the roster at start, then
+    /// higher with every reading swapped in.
+    pub fn generation(&self) -> u64 {
+        self.inner
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .read_no
     }
 
     fn next_read(&self) -> u64 {

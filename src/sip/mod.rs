@@ -25,4 +25,5 @@ pub(crate) mod ratelog;
 pub mod register;
 pub mod sdp;
 pub mod stack;
+pub mod traffic;
 pub mod transport;

@@ -123,6 +123,18 @@ impl Pike {
             .is_some_and(|until| now < until)
     }
 
+    /// Addresses (IPv6: /64 prefixes) banned at `now`, for the admin's status.
+    pub fn banned(&self, now: Instant) -> Vec<IpAddr> {
+        let mut list: Vec<IpAddr> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.banned_until.is_some_and(|until| now < until))
+            .map(|(ip, _)| *ip)
+            .collect();
+        list.sort();
+        list
+    }
+
     /// Addresses remembered.
     #[cfg(test)]
     fn len(&self) -> usize {

@@ -99,6 +99,11 @@ impl Policy {
         verdict
     }
 
+    /// Addresses banned at `now`.
+    pub fn banned(&self, now: Instant) -> Vec<IpAddr> {
+        self.pike.lock().map(|p| p.banned(now)).unwrap_or_default()
+    }
+
     /// Whether `ip` is banned now (responses and new connections are not counted, only
     /// refused while a ban lasts).
     pub fn is_banned(&self, now: Instant, ip: IpAddr) -> bool {

@@ -4,6 +4,9 @@
 //! 401/407 digest challenge, refresh at 75% of the granted expiry, back off on
 //! failure. We add the words an operator needs when it fails.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::registration::{RefreshOutcome, Registration};
 use rsipstack::sip::Uri;
@@ -13,8 +16,14 @@ use tracing::{error, info};
 use crate::config::TrunkConfig;
 use crate::sip::stack::SipStack;
 
-/// Start registering with the trunk until `stop` fires.
-pub fn spawn(stack: &SipStack, trunk: TrunkConfig, stop: CancellationToken) {
+/// Start registering with the trunk until `stop` fires; `state` is true while
+/// the trunk holds our registration (for `/metrics` and `/status`).
+pub fn spawn(
+    stack: &SipStack,
+    trunk: TrunkConfig,
+    stop: CancellationToken,
+    state: Arc<AtomicBool>,
+) {
     let endpoint = stack.dialogs.endpoint.clone();
     let (Some(username), Some(password)) = (trunk.username.clone(), trunk.password.clone()) else {
         error!("trunk registration needs a username and a password; not registering");
@@ -37,7 +46,10 @@ pub fn spawn(stack: &SipStack, trunk: TrunkConfig, stop: CancellationToken) {
     tokio::spawn(async move {
         let mut reg = Registration::new(endpoint, Some(credential));
         let mut registered = false;
-        reg.keep_alive(server, expires, stop, |outcome| match outcome {
+        reg.keep_alive(server, expires, stop, |outcome| {
+            let now = matches!(outcome, RefreshOutcome::Registered(_));
+            state.store(now, Ordering::Relaxed);
+            match outcome {
             RefreshOutcome::Registered(_) => {
                 if !registered {
                     info!(proxy = %trunk.proxy, "registered with the SIP trunk");
@@ -59,7 +71,7 @@ pub fn spawn(stack: &SipStack, trunk: TrunkConfig, stop: CancellationToken) {
                     "cannot reach the SIP trunk to register ({e}); volunteers' mobiles cannot be called; retrying"
                 );
             }
-        })
+        }})
         .await;
     });
 }

@@ -84,6 +84,7 @@ pub struct SipStack {
     slots: Arc<CallSlots>,
     listeners: Mutex<Listeners>,
     cancel: CancellationToken,
+    traffic: Arc<crate::sip::traffic::Traffic>,
 }
 
 #[derive(Default)]
@@ -159,6 +160,7 @@ pub struct CallClaim {
 /// Via and Contact of requests sent over TLS.
 struct Inspector {
     tls: Option<TlsRequestFix>,
+    traffic: Arc<crate::sip::traffic::Traffic>,
 }
 
 impl MessageInspector for Inspector {
@@ -168,6 +170,7 @@ impl MessageInspector for Inspector {
         dest: Option<&SipAddr>,
     ) -> rsipstack::sip::SipMessage {
         let msg = crate::sip::digest::DigestAlgorithmFix.before_send(msg, dest);
+        self.traffic.sent(&msg);
         match &self.tls {
             Some(fix) => fix.apply(msg, dest),
             None => msg,
@@ -179,6 +182,7 @@ impl MessageInspector for Inspector {
         msg: rsipstack::sip::SipMessage,
         from: Option<&SipAddr>,
     ) -> rsipstack::sip::SipMessage {
+        self.traffic.received(&msg);
         crate::sip::digest::DigestAlgorithmFix.after_received(msg, from)
     }
 }
@@ -282,6 +286,7 @@ impl SipStack {
             transport.set_tls_config(cfg);
         }
 
+        let traffic = Arc::new(crate::sip::traffic::Traffic::default());
         let endpoint = EndpointBuilder::new()
             .with_user_agent(user_agent)
             .with_transport_layer(transport)
@@ -292,6 +297,7 @@ impl SipStack {
                     udp: SocketAddr::new(public_ip, local.port()),
                     tls: SocketAddr::new(public_ip, t.port()),
                 }),
+                traffic: traffic.clone(),
             }))
             .with_option(EndpointOption {
                 t1,
@@ -314,6 +320,7 @@ impl SipStack {
                 tls,
             }),
             cancel,
+            traffic,
         })
     }
 
@@ -494,6 +501,16 @@ impl SipStack {
         self.policy.counters.clone()
     }
 
+    /// SIP requests received and responses sent, for `/metrics`.
+    pub fn traffic(&self) -> Arc<crate::sip::traffic::Traffic> {
+        self.traffic.clone()
+    }
+
+    /// Source addresses the flood defence bans now.
+    pub fn banned(&self) -> Vec<std::net::IpAddr> {
+        self.policy.banned(std::time::Instant::now())
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.policy.limits
@@ -541,6 +558,11 @@ impl SipStack {
 
     pub fn shutdown(&self) {
         self.cancel.cancel();
+    }
+
+    /// Whether the listeners are up (from `start` until `shutdown`).
+    pub fn is_serving(&self) -> bool {
+        !self.cancel.is_cancelled()
     }
 }
 

@@ -222,6 +222,7 @@ impl Store {
     pub async fn open_with(url: &str, opts: StoreOptions) -> Result<Store, StoreError> {
         let backend = backend::open(url, &opts).await?;
         let queue = Arc::new(Queue::new(opts.queue_capacity));
+        queue.health.note(true);
         let backoff = Backoff {
             initial: opts.retry_initial,
             max: opts.retry_max,
@@ -295,6 +296,22 @@ impl Store {
     /// database is away.
     pub fn pending(&self) -> usize {
         usize::try_from(self.inner.queue.pending()).unwrap_or(usize::MAX)
+    }
+
+    /// Failed writes so far (each retry counts), for `/metrics`.
+    pub fn write_errors(&self) -> u64 {
+        let health = &self.inner.queue.health;
+        health
+            .write_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Unix time of the last write that succeeded (or of opening the database).
+    pub fn last_success_unix(&self) -> u64 {
+        let health = &self.inner.queue.health;
+        health
+            .last_success_unix
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The newest `limit` calls, newest first, for `hotline calls`.

@@ -23,6 +23,31 @@ pub(crate) struct Queue {
     /// Number of events finished (written, skipped or dropped); `flush` waits on it.
     done: watch::Sender<u64>,
     capacity: usize,
+    /// Failed writes (each retry counts) and the Unix time of the last write
+    /// that succeeded (opening the database counts as one), for `/metrics`.
+    pub(crate) health: Health,
+}
+
+/// How the writer is faring, for `/metrics` and `/status`.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    pub(crate) write_errors: std::sync::atomic::AtomicU64,
+    pub(crate) last_success_unix: std::sync::atomic::AtomicU64,
+}
+
+impl Health {
+    pub(crate) fn note(&self, ok: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if ok {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            self.last_success_unix.store(now, Relaxed);
+        } else {
+            self.write_errors.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 struct State {
@@ -57,6 +82,7 @@ impl Queue {
             wake: Notify::new(),
             done: watch::Sender::new(0),
             capacity: capacity.max(1),
+            health: Health::default(),
         }
     }
 
@@ -303,7 +329,9 @@ async fn write_batch(
 ) -> bool {
     let mut delay = backoff.initial;
     loop {
-        let err = match backend.apply_batch(evs).await {
+        let applied = backend.apply_batch(evs).await;
+        queue.health.note(applied.is_ok());
+        let err = match applied {
             Ok(touched) => {
                 for (ev, rows) in evs.iter().zip(touched) {
                     warn_if_missing(ev, rows);

@@ -130,6 +130,8 @@ pub fn test_config(tmp: &Path, prompts_dir: &Path, rtp_ports: (u16, u16)) -> Con
     cfg.roster.file = tmp.join("roster.toml");
     cfg.forward.voicemail = false;
     cfg.forward.voicemail_dir = tmp.join("voicemail");
+    // The admin listener on a port the OS picks (the default 8110 would clash).
+    cfg.admin.listen = Some("127.0.0.1:0".parse().unwrap());
     cfg
 }
 
@@ -166,6 +168,14 @@ impl Daemon {
 
     pub fn server(&self) -> &Server {
         &self.server
+    }
+
+    /// GET `path` from the admin listener: (status, body).
+    pub async fn admin_get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let addr = self.server.admin_addr().expect("admin listener off");
+        hotline::admin::status::get(addr, path, token)
+            .await
+            .expect("admin listener did not answer")
     }
 
     /// The call's record after flushing the write queue.
