@@ -22,6 +22,7 @@ pub(super) fn builtin_defaults() -> Config {
             numbers: vec!["6289110".into()],
             user_agent: concat!("hotline/", env!("CARGO_PKG_VERSION")).into(),
             t1_ms: 500,
+            sdes_over_plain: false,
         },
         media: MediaConfig {
             rtp_ports: (20000, 20999),

@@ -45,6 +45,10 @@ pub struct SipConfig {
     /// RFC 3261 Timer T1 (round-trip estimate) in milliseconds, default 500. Every
     /// retransmission timer scales from it (Timer H = 64*T1). As Asterisk's `timert1`.
     pub t1_ms: u64,
+    /// Allow SRTP with SDES keys (RFC 4568) on legs whose SIP is plain UDP/TCP.
+    /// The keys travel in the SDP, so without TLS anyone on the path can read them
+    /// and the call's audio: off by default, and then such legs are refused.
+    pub sdes_over_plain: bool,
 }
 
 /// RTP settings.

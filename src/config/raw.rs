@@ -30,6 +30,7 @@ pub(super) struct RawSip {
     pub(super) numbers: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) user_agent: Option<String>,
     pub(super) t1_ms: Option<Spanned<u64>>,
+    pub(super) sdes_over_plain: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

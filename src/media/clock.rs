@@ -106,6 +106,11 @@ impl StreamTx {
         )
     }
 
+    /// This leg's RTP socket (where SRTP is keyed).
+    pub fn socket(&self) -> Arc<RtpSocket> {
+        self.socket.clone()
+    }
+
     /// The socket and address relayed packets for this leg go out on.
     pub fn relay_target(&self) -> Option<(Arc<RtpSocket>, SocketAddr)> {
         match (self.remote, self.sending) {

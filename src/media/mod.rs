@@ -9,4 +9,5 @@ pub mod relay;
 pub mod rtp;
 pub mod session;
 pub mod socket;
+pub mod srtp;
 pub mod tone;

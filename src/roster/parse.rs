@@ -51,6 +51,8 @@ pub(super) struct RawVolunteer {
     pub(super) phone: Spanned<String>,
     #[serde(default)]
     pub(super) screen: bool,
+    #[serde(default)]
+    pub(super) srtp: bool,
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,7 @@
 //! - [`sip`], [`sdp`], [`rtp`], [`g711`]: the small pieces the phone is built from,
 //!   public so tests can also use them to build fakes or check what they received.
 //! - [`volunteer`]: a volunteer's phone (a UAS) for the forwarding tests.
+//! - [`srtp`]: SDES keys in SDP and SRTP packets for both phones.
 //! - [`stack`]: the daemon's SIP stack alone, with chosen limits, behind a small UAS.
 // Test crates each use a different part, and the phone re-exports its building blocks.
 #![allow(dead_code, unused_imports)]
@@ -20,5 +21,6 @@ pub mod phone;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
+pub mod srtp;
 pub mod stack;
 pub mod volunteer;
