@@ -225,3 +225,17 @@ fn load_reads_a_file_and_names_a_missing_one() {
     assert_eq!(e.0[0].file, missing);
     assert!(e.to_string().contains("cannot read"));
 }
+
+#[test]
+fn sdes_over_plain_is_off_unless_set_and_a_wrong_type_names_its_line() {
+    assert!(!parse("[sip]\n").unwrap().sip.sdes_over_plain);
+    assert!(
+        parse("[sip]\nsdes_over_plain = true\n")
+            .unwrap()
+            .sip
+            .sdes_over_plain
+    );
+    let e = one_error("[sip]\nlisten = \"127.0.0.1:5060\"\nsdes_over_plain = \"yes\"\n");
+    assert_eq!(e.line, Some(3));
+    assert!(e.to_string().contains("sdes_over_plain"), "{e}");
+}
