@@ -888,19 +888,126 @@ async fn redirect_to_another_host_is_refused_and_the_next_volunteer_rung() {
     .await;
 }
 
+/// Issue 6: a re-INVITE that moves the caller's RTP to a new port mid-bridge keeps
+/// audio both ways (mobiles do it on handover). The old port goes on sending silence,
+/// and must not win the stream back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reinvite_moving_the_callers_rtp_keeps_audio_both_ways() {
+    const MOVED_TONE: f64 = 1400.0;
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = volunteer("alice", answers()).await;
+        set_roster(&d, &[duty("alice", &a, &["health"])]);
+        let c = dial_station(&d, '2', CallOptions::default()).await;
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        la.wait_confirmed(LEG_WAIT).await.unwrap();
+        assert_audio_both_ways(&c, &la).await;
+        c.call.play_tone(None).unwrap();
+
+        let moved = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let sdp = common::sdp::build_sdp(moved.local_addr().unwrap(), &[0, 101], "sendrecv", 3);
+        assert_eq!(c.call.reinvite_with(sdp).await.unwrap().status, 200);
+        let daemon_rtp = c.call.remote_rtp.expect("daemon's RTP address");
+        let heard = Arc::new(std::sync::Mutex::new(Vec::<RtpPacket>::new()));
+        let ear = {
+            let (moved, heard) = (moved.clone(), heard.clone());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                while let Ok((n, _)) = moved.recv_from(&mut buf).await {
+                    if let Some(p) = common::rtp::parse_rtp(&buf[..n], Instant::now()) {
+                        heard.lock().unwrap().push(p);
+                    }
+                }
+            })
+        };
+        let mouth = {
+            let moved = moved.clone();
+            tokio::spawn(async move {
+                let pcm = common::g711::tone(MOVED_TONE, 4000, 8000.0);
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                for (i, frame) in pcm.chunks(160).enumerate() {
+                    tick.tick().await;
+                    let payload = common::g711::encode(0, frame);
+                    let (seq, ts) = (i as u16, i as u32 * 160);
+                    let p = common::rtp::build_rtp(0, i == 0, seq, ts, 0x5EED, &payload);
+                    let _ = moved.send_to(&p, daemon_rtp).await;
+                }
+            })
+        };
+        let since = Instant::now();
+        wait_hearing(
+            "volunteer",
+            || la.rtp_packets(),
+            MOVED_TONE,
+            since,
+            25,
+            Duration::from_secs(4),
+        )
+        .await;
+        wait_hearing(
+            "caller on the new port",
+            || heard.lock().unwrap().clone(),
+            VOLUNTEER_TONE,
+            since,
+            25,
+            Duration::from_secs(4),
+        )
+        .await;
+        mouth.abort();
+        ear.abort();
+        c.call.hangup().await.unwrap();
+        let row = d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+        assert_eq!(row.outcome.as_deref(), Some("connected"));
+    })
+    .await;
+}
+
+/// Alice plays a 1400 Hz announcement as early media and answers 1.5 s later.
+async fn early_media_volunteer() -> VolunteerPhone {
+    volunteer(
+        "alice",
+        Behaviour::EarlyMedia {
+            tone_hz: 1400.0,
+            answer_after: Some(Duration::from_millis(1500)),
+        },
+    )
+    .await
+}
+
+/// Early media, then the bridge, is one stream on each side (issue 6): no sequence
+/// number repeats or jumps, which RFC 3550 A.1 receivers would drop as duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_media_then_bridge_keeps_each_sides_sequence_unbroken() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let a = early_media_volunteer().await;
+        set_roster(&d, &[duty("alice", &a, &["health"])]);
+        let c = dial_station(&d, '2', CallOptions::default()).await;
+        let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        la.wait_confirmed(LEG_WAIT).await.unwrap();
+        assert_audio_both_ways(&c, &la).await;
+        for (side, packets) in [
+            ("caller", c.call.rtp_packets()),
+            ("volunteer", la.rtp_packets()),
+        ] {
+            let st = rtp_stats(&packets);
+            assert_eq!(st.ssrcs.len(), 1, "{side}'s stream: {st:?}");
+            assert_eq!(st.seq_discontinuities, 0, "{side}'s stream: {st:?}");
+        }
+        c.call.hangup().await.unwrap();
+        d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_media_from_the_volunteer_replaces_ringback_until_they_answer() {
     let _g = SERIAL.lock().await;
     bounded(LIMIT, async {
         let d = daemon().await;
-        let a = volunteer(
-            "alice",
-            Behaviour::EarlyMedia {
-                tone_hz: 1400.0,
-                answer_after: Some(Duration::from_millis(1500)),
-            },
-        )
-        .await;
+        let a = early_media_volunteer().await;
         set_roster(&d, &[duty("alice", &a, &["health"])]);
         let c = dial_station(&d, '2', CallOptions::default()).await;
         let la = a.wait_for_leg(1, LEG_WAIT).await.unwrap();

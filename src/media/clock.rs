@@ -17,14 +17,12 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use crate::media::codec::Codec;
+use crate::media::outstream::OutStream;
 use crate::media::prompts::Prompt;
-use crate::media::rtp::RtpSender;
+use crate::media::relay::RelayDirection;
+use crate::media::rtp::RtpView;
 use crate::media::socket::RtpSocket;
-
-/// 20 ms of audio per packet.
-pub const PTIME: Duration = Duration::from_millis(20);
-/// Samples per packet at 8 kHz.
-pub const SAMPLES_PER_FRAME: usize = 160;
+pub use crate::media::{FRAME_SAMPLES as SAMPLES_PER_FRAME, PTIME};
 
 /// How a playback ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,67 +41,81 @@ struct Playback {
     done: Option<oneshot::Sender<PlayEnd>>,
 }
 
-/// The sending half of one call's RTP stream, shared by the call and the clock.
+/// The sending half of one call leg's RTP, shared by the call, the clock (prompts,
+/// tones) and the other leg's receive task (relayed audio). Every packet the leg
+/// hears is numbered by its one [`OutStream`] and leaves through [`StreamTx::send`].
 pub struct StreamTx {
     socket: Arc<RtpSocket>,
     /// Where to send: the SDP address at first, then wherever the caller's packets
     /// really come from (symmetric RTP, RFC 4961), which fixes NAT one-way audio.
     pub remote: Option<SocketAddr>,
     pub codec: Codec,
+    /// The payload type the far end expects for `codec` (from its SDP; RFC 3264 6.1).
+    pub payload_type: u8,
     /// When false (call on hold, a=sendonly/inactive from us), nothing is sent.
-    pub sending: bool,
-    sender: RtpSender,
+    sending: bool,
+    out: OutStream,
     playing: Option<Playback>,
 }
 
 impl StreamTx {
     pub fn new(socket: Arc<RtpSocket>, remote: Option<SocketAddr>, codec: Codec) -> Self {
-        let ssrc: u32 = rand::random();
-        let seq: u16 = rand::random();
-        let ts: u32 = rand::random();
         StreamTx {
             socket,
             remote,
             codec,
+            payload_type: codec.payload_type(),
             sending: true,
-            sender: RtpSender::new(ssrc, seq, ts),
+            out: OutStream::random(),
             playing: None,
         }
     }
 
+    /// The leg's outgoing stream (for RTCP sender reports and tests).
+    pub fn out(&self) -> &OutStream {
+        &self.out
+    }
+
+    /// Whether anything is sent (false on hold).
+    pub fn sending(&self) -> bool {
+        self.sending
+    }
+
+    /// Hold (false) or unhold (true). After a hold the first packet, whatever
+    /// its source, starts a new talk spurt with the time of the hold in its timestamp.
+    pub fn set_sending(&mut self, sending: bool) {
+        if sending != self.sending {
+            self.out.switch();
+        }
+        self.sending = sending;
+    }
+
     /// Start a prompt; any prompt already playing is stopped first.
     pub fn play(&mut self, prompt: Arc<Prompt>) -> oneshot::Receiver<PlayEnd> {
-        self.stop();
         let (tx, rx) = oneshot::channel();
-        self.sender.start_talkspurt();
-        self.playing = Some(Playback {
-            prompt,
-            frame: 0,
-            looped: false,
-            done: Some(tx),
-        });
+        self.start(prompt, false, Some(tx));
         rx
     }
 
     /// Play a prompt over and over (ringback) until stopped.
     pub fn play_looped(&mut self, prompt: Arc<Prompt>) {
+        self.start(prompt, true, None);
+    }
+
+    fn start(&mut self, prompt: Arc<Prompt>, looped: bool, done: Option<oneshot::Sender<PlayEnd>>) {
         self.stop();
-        self.sender.start_talkspurt();
+        self.out.switch();
         self.playing = Some(Playback {
             prompt,
             frame: 0,
-            looped: true,
-            done: None,
+            looped,
+            done,
         });
     }
 
-    /// SSRC, next sequence number and timestamp: where a relay must continue.
-    pub fn sender_state(&self) -> (u32, u16, u32) {
-        (
-            self.sender.ssrc(),
-            self.sender.seq(),
-            self.sender.timestamp(),
-        )
+    /// Whether a prompt or tone is playing.
+    pub fn is_playing(&self) -> bool {
+        self.playing.is_some()
     }
 
     /// This leg's RTP socket (where SRTP is keyed).
@@ -111,44 +123,84 @@ impl StreamTx {
         self.socket.clone()
     }
 
-    /// The socket and address relayed packets for this leg go out on.
-    pub fn relay_target(&self) -> Option<(Arc<RtpSocket>, SocketAddr)> {
-        match (self.remote, self.sending) {
-            (Some(addr), true) => Some((self.socket.clone(), addr)),
-            _ => None,
-        }
-    }
-
-    /// Stop whatever is playing (barge-in).
+    /// Stop whatever is playing (barge-in); what comes next starts a new talk spurt.
     pub fn stop(&mut self) {
         if let Some(mut p) = self.playing.take() {
+            self.out.switch();
             if let Some(done) = p.done.take() {
                 let _ = done.send(PlayEnd::Stopped);
             }
         }
     }
 
-    /// One 20 ms tick: send the next frame, or let the timestamp run on in silence.
-    fn tick(&mut self, buf: &mut [u8]) -> bool {
-        let samples = SAMPLES_PER_FRAME as u32;
+    /// Another source feeds the stream from now on (a bridge, early media).
+    pub fn switch(&mut self) {
+        self.out.switch();
+    }
+
+    /// Relay one packet received on the other leg into this one; true if sent.
+    /// Nothing is numbered while nothing can be sent (on hold, no address yet),
+    /// so the far end never sees a gap for packets it was never going to get.
+    pub fn relay(
+        &mut self,
+        legs: &RelayDirection,
+        packet: &[u8],
+        now: Instant,
+        buf: &mut [u8],
+    ) -> bool {
+        let Some(rtp) = crate::media::rtp::parse(packet) else {
+            return false;
+        };
+        let audio = legs.from.accepts_audio(rtp.payload_type);
+        if !audio && !legs.from.accepts_event(rtp.payload_type) {
+            return false;
+        }
+        self.relay_view(legs, &rtp, audio, now, buf)
+    }
+
+    /// [`relay`](Self::relay) for a packet the receive side already classified.
+    pub fn relay_view(
+        &mut self,
+        legs: &RelayDirection,
+        rtp: &RtpView<'_>,
+        audio: bool,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> bool {
+        let Some(remote) = self.remote.filter(|_| self.sending) else {
+            return false;
+        };
+        match self.out.forward_view(legs, rtp, audio, now, buf) {
+            Some(n) => {
+                self.send(&buf[..n], remote);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The one place a leg's RTP leaves (SRTP `protect` happens below, in
+    /// `RtpSocket::try_send_to`, once the leg is keyed). Sends now or not at all:
+    /// the clock never waits on one socket.
+    fn send(&self, packet: &[u8], remote: SocketAddr) {
+        send(&self.socket, packet, remote);
+    }
+
+    /// One 20 ms tick at `now`: send the next frame of what is playing.
+    fn tick(&mut self, buf: &mut [u8], now: Instant) -> bool {
         let Some(p) = self.playing.as_mut() else {
-            self.sender.skip(samples);
             return false;
         };
         let frames = p.prompt.frames(self.codec);
         let start = p.frame * SAMPLES_PER_FRAME;
         let mut sent = false;
         if let Some(payload) = frames.get(start..start + SAMPLES_PER_FRAME) {
-            match (self.remote, self.sending) {
-                (Some(remote), true) => {
-                    let len =
-                        self.sender
-                            .next_packet(buf, self.codec.payload_type(), payload, samples);
-                    // try_send_to: the clock never waits on one socket.
-                    let _ = self.socket.try_send_to(&buf[..len], remote);
+            if let (Some(remote), true) = (self.remote, self.sending) {
+                let len = self.out.next_frame(self.payload_type, payload, now, buf);
+                if len > 0 {
+                    send(&self.socket, &buf[..len], remote);
                     sent = true;
                 }
-                _ => self.sender.skip(samples),
             }
             p.frame += 1;
         }
@@ -156,6 +208,7 @@ impl StreamTx {
             if p.looped {
                 p.frame = 0;
             } else if let Some(mut p) = self.playing.take() {
+                self.out.switch();
                 if let Some(done) = p.done.take() {
                     let _ = done.send(PlayEnd::Finished);
                 }
@@ -163,6 +216,11 @@ impl StreamTx {
         }
         sent
     }
+}
+
+/// Where every RTP packet of a leg leaves: [`StreamTx::send`] and the clock's tick.
+fn send(socket: &RtpSocket, packet: &[u8], remote: SocketAddr) {
+    let _ = socket.try_send_to(packet, remote);
 }
 
 /// Figures the clock keeps about itself, for the benchmark and the shutdown log.
@@ -296,7 +354,7 @@ fn run(streams: Weak<Registry>, stats: Arc<ClockStats>) {
         let mut sent = 0u64;
         for stream in &batch {
             if let Ok(mut tx) = stream.lock() {
-                if tx.tick(&mut buf) {
+                if tx.tick(&mut buf, slot) {
                     sent += 1;
                 }
             }
@@ -320,3 +378,6 @@ fn run(streams: Weak<Registry>, stats: Arc<ClockStats>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -73,10 +73,10 @@ impl Rfc4733Detector {
 }
 
 /// Sample rate of the in-band detector and generator (G.711 narrowband).
-const RATE: f64 = 8000.0;
+const RATE: f64 = super::SAMPLE_RATE as f64;
 /// Goertzel block: 20 ms, i.e. one G.711 frame; 50 Hz bins separate the
 /// closest DTMF pair (697/770 Hz).
-const BLOCK: usize = 160;
+const BLOCK: usize = super::FRAME_SAMPLES;
 const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
 const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
 const KEYPAD: [[char; 4]; 4] = [

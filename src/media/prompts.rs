@@ -14,10 +14,9 @@ use rubato::{Fft, FixedSync, Resampler};
 
 use super::codec::Codec;
 
-/// Sample rate of everything on the wire (G.711).
-pub const PROMPT_RATE: u32 = 8000;
-/// Samples (and G.711 bytes) in one 20 ms RTP frame at 8 kHz.
-pub const FRAME_SAMPLES: usize = 160;
+pub use super::FRAME_SAMPLES;
+/// Prompts are kept at the wire's rate.
+pub use super::SAMPLE_RATE as PROMPT_RATE;
 
 /// Why a prompt could not be loaded. Every variant names the file, since the
 /// admin fixes these by replacing a recording and the daemon refuses to start.

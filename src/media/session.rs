@@ -4,18 +4,17 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::media::clock::{MediaClock, PlayEnd, Registration, StreamTx, SAMPLES_PER_FRAME};
+use crate::media::clock::{MediaClock, PlayEnd, Registration, StreamTx};
 use crate::media::codec::Codec;
-use crate::media::dtmf::{InbandDetector, Rfc4733Detector};
 use crate::media::prompts::Prompt;
+use crate::media::receiver::{Receiver, RxMedia};
 use crate::media::recorder::Recorder;
 use crate::media::relay::{LegMedia, RelayDirection};
-use crate::media::rtp;
 use crate::media::socket::RtpSocket;
 
 /// How a key reached us.
@@ -149,9 +148,24 @@ pub enum Tap {
 /// Receive-side state the call can change while the receive task runs.
 pub struct RxShared {
     pub cfg: RxConfig,
+    /// The telephone-event number we offered (a volunteer may send with it
+    /// though their answer mapped another).
+    our_event_pt: Option<u8>,
+    /// The payload type the far end uses for `cfg.codec` (RFC 3264 section 6.1).
+    payload_type: u8,
     pub tap: Tap,
-    /// When the RTP timeout started counting (None: not armed).
-    armed_at: Option<tokio::time::Instant>,
+    /// Latching, payload types, keys and the RTP timeout, without I/O.
+    receiver: Receiver,
+}
+
+impl RxShared {
+    fn rx_media(&self) -> RxMedia {
+        RxMedia {
+            codec: self.cfg.codec,
+            audio_pts: [self.payload_type, self.cfg.codec.payload_type()],
+            event_pts: [self.cfg.telephone_event, self.our_event_pt],
+        }
+    }
 }
 
 /// A call's media. Dropping it stops the receive task and frees the ports.
@@ -187,20 +201,22 @@ impl MediaSession {
         let tx = Arc::new(Mutex::new(StreamTx::new(socket.clone(), remote, rx.codec)));
         let registration = clock.register(&tx);
         let (ev_tx, events) = mpsc::channel(32);
-        let rtp_timeout = rx.rtp_timeout;
-        let armed_at = rx.timeout_armed.then(tokio::time::Instant::now);
+        let armed_at = rx.timeout_armed.then(Instant::now);
+        let mut receiver = Receiver::new(
+            RxMedia::new(rx.codec, rx.telephone_event),
+            rx.inband,
+            rx.rtp_timeout,
+            armed_at,
+        );
+        receiver.set_remote(remote, true);
         let shared = Arc::new(Mutex::new(RxShared {
+            our_event_pt: rx.telephone_event,
+            payload_type: rx.codec.payload_type(),
             cfg: rx,
             tap: Tap::None,
-            armed_at,
+            receiver,
         }));
-        let rx_task = tokio::spawn(receive(
-            socket,
-            tx.clone(),
-            shared.clone(),
-            ev_tx,
-            rtp_timeout,
-        ));
+        let rx_task = tokio::spawn(receive(socket, tx.clone(), shared.clone(), ev_tx));
         Ok(MediaSession {
             local_port,
             tx,
@@ -230,36 +246,45 @@ impl MediaSession {
 
     /// The codec and telephone-event type, once the SDP answer is known.
     pub fn set_media(&self, codec: Codec, telephone_event: Option<u8>) {
+        self.set_media_pt(codec, codec.payload_type(), telephone_event);
+    }
+
+    /// [`set_media`](Self::set_media) with the payload type the far end's SDP
+    /// gave `codec` (a dynamic number such as 96 for PCMU): we send with it and
+    /// accept it, and our own number, on receive.
+    pub fn set_media_pt(&self, codec: Codec, payload_type: u8, telephone_event: Option<u8>) {
         if let Ok(mut rx) = self.rx.lock() {
             rx.cfg.codec = codec;
             rx.cfg.telephone_event = telephone_event;
             rx.cfg.inband = telephone_event.is_none();
+            rx.payload_type = payload_type;
+            let media = rx.rx_media();
+            rx.receiver.set_media(media, telephone_event.is_none());
         }
         if let Ok(mut tx) = self.tx.lock() {
             tx.codec = codec;
+            tx.payload_type = payload_type;
         }
     }
 
     /// What this leg speaks, for setting up a relay.
     pub fn leg_media(&self) -> LegMedia {
-        let (codec, te) = self
+        let (codec, payload_type, telephone_event) = self
             .rx
             .lock()
-            .map(|rx| (rx.cfg.codec, rx.cfg.telephone_event))
-            .unwrap_or((Codec::Pcmu, None));
-        LegMedia::new(codec, te)
+            .map(|rx| (rx.cfg.codec, rx.payload_type, rx.cfg.telephone_event))
+            .unwrap_or((Codec::Pcmu, 0, None));
+        LegMedia {
+            codec,
+            payload_type,
+            telephone_event,
+        }
     }
 
-    /// A relay that continues this leg's outgoing stream (same SSRC, next seq and
-    /// timestamp), fed from `from`: the far end hears one unbroken stream.
+    /// How packets of `from` become packets of this leg. They go out through this
+    /// leg's one outgoing stream, so the far end hears one unbroken stream.
     pub fn relay_into(&self, from: LegMedia) -> RelayDirection {
-        let to = self.leg_media();
-        let (ssrc, seq, ts) = self.tx.lock().map(|tx| tx.sender_state()).unwrap_or((
-            rand::random(),
-            rand::random(),
-            rand::random(),
-        ));
-        RelayDirection::new(from, to, ssrc, seq, ts)
+        RelayDirection::new(from, self.leg_media())
     }
 
     /// Send this leg's incoming audio to `peer` (through `relay`), and stop
@@ -267,8 +292,11 @@ impl MediaSession {
     pub fn bridge_to(&self, peer: &MediaSession, relay: RelayDirection) {
         if let Ok(mut t) = peer.tx.lock() {
             t.stop();
+            t.switch();
         }
         if let Ok(mut rx) = self.rx.lock() {
+            // Nobody listens for this leg's keys in a bridge: no in-band detector.
+            rx.receiver.want_keys(false);
             rx.tap = Tap::Bridge {
                 relay,
                 peer: peer.tx.clone(),
@@ -279,7 +307,7 @@ impl MediaSession {
     /// Start (or restart) the RTP timeout now: the volunteer answered.
     pub fn arm_timeout(&self) {
         if let Ok(mut rx) = self.rx.lock() {
-            rx.armed_at = Some(tokio::time::Instant::now());
+            rx.receiver.arm(Instant::now());
         }
     }
 
@@ -287,7 +315,10 @@ impl MediaSession {
     pub fn untap(&self) -> Tap {
         self.rx
             .lock()
-            .map(|mut rx| std::mem::replace(&mut rx.tap, Tap::None))
+            .map(|mut rx| {
+                rx.receiver.want_keys(true);
+                std::mem::replace(&mut rx.tap, Tap::None)
+            })
             .unwrap_or(Tap::None)
     }
 
@@ -336,126 +367,85 @@ impl MediaSession {
 
     /// A re-INVITE moved the caller's media or put the call on hold.
     pub fn update_remote(&self, remote: Option<SocketAddr>, codec: Codec, sending: bool) {
+        if let Ok(mut rx) = self.rx.lock() {
+            rx.receiver.set_remote(remote, sending);
+        }
         if let Ok(mut tx) = self.tx.lock() {
             if remote.is_some() {
                 tx.remote = remote;
             }
             tx.codec = codec;
-            tx.sending = sending;
+            tx.set_sending(sending);
         }
     }
 }
 
-/// The receive loop: latch the caller's address, detect keys, relay or record,
-/// watch for silence.
+/// The receive loop: moves datagrams into the leg's [`Receiver`] and acts on
+/// what it says (send where the leg latched, relay, record, report keys and
+/// the RTP timeout). Decisions are the receiver's.
 async fn receive(
     socket: Arc<RtpSocket>,
     tx: Arc<Mutex<StreamTx>>,
     shared: Arc<Mutex<RxShared>>,
     events: mpsc::Sender<MediaEvent>,
-    rtp_timeout: Duration,
 ) {
     let mut buf = [0u8; 2048];
     let mut out = [0u8; 2048];
-    let mut pcm = [0i16; 4 * SAMPLES_PER_FRAME];
-    let mut rfc4733 = Rfc4733Detector::new();
-    let mut inband = InbandDetector::new();
-    let mut latched: Option<SocketAddr> = None;
-    let mut last_packet: Option<tokio::time::Instant> = None;
     loop {
-        // The deadline runs from the later of the last packet and the arming.
-        let armed_at = shared.lock().ok().and_then(|rx| rx.armed_at);
-        let deadline = match (armed_at, last_packet) {
-            (None, _) => None,
-            (Some(a), Some(l)) => Some(a.max(l) + rtp_timeout),
-            (Some(a), None) => Some(a + rtp_timeout),
-        };
+        let deadline = shared.lock().ok().and_then(|rx| rx.receiver.poll_timeout());
         let recv = socket.recv_from(&mut buf);
         let received = match deadline {
-            Some(d) => tokio::time::timeout_at(d, recv).await,
+            Some(d) => tokio::time::timeout_at(d.into(), recv).await,
             // Not armed yet: wake up now and then to see whether it is.
             None => tokio::time::timeout(Duration::from_millis(500), recv).await,
         };
         let (len, from) = match received {
-            Err(_elapsed) if deadline.is_none() => continue,
             Err(_elapsed) => {
-                let on_hold = tx.lock().map(|t| !t.sending).unwrap_or(false);
-                let rearmed = shared
+                let timeout = shared
                     .lock()
                     .ok()
-                    .and_then(|rx| rx.armed_at)
-                    .is_some_and(|a| a + rtp_timeout > tokio::time::Instant::now());
-                if on_hold || rearmed {
-                    last_packet = Some(tokio::time::Instant::now());
-                    continue; // a held call may legitimately be silent
+                    .and_then(|mut rx| rx.receiver.handle_timeout(Instant::now()));
+                if let Some(ev) = timeout {
+                    let _ = events.send(ev).await;
+                    return;
                 }
-                let _ = events.send(MediaEvent::RtpTimeout).await;
-                return;
+                continue;
             }
             Ok(Err(_)) => continue, // ICMP unreachable and friends: keep listening
             Ok(Ok(r)) => r,
         };
-        let packet = &buf[..len];
-        let Some(pkt) = rtp::parse(packet) else {
-            continue;
-        };
-        let mut key = None;
-        let mut relayed: Option<(usize, Arc<Mutex<StreamTx>>)> = None;
-        {
-            let Ok(mut rx) = shared.lock() else {
+        let key = {
+            let Ok(mut guard) = shared.lock() else {
                 return;
             };
-            let cfg = &rx.cfg;
-            let pt = pkt.payload_type;
-            let is_te = Some(pt) == cfg.telephone_event;
-            let is_audio = pt == cfg.codec.payload_type();
-            if !is_audio && !is_te {
-                continue; // a payload type we did not negotiate
-            }
-            match latched {
-                Some(addr) if addr != from => continue, // not this leg's stream
-                Some(_) => {}
-                None => {
-                    // Symmetric RTP: send where the far end really is.
-                    latched = Some(from);
-                    if let Ok(mut t) = tx.lock() {
-                        t.remote = Some(from);
-                    }
+            let rx = &mut *guard;
+            let now = Instant::now();
+            let Some(got) = rx.receiver.handle_packet(now, from, &buf[..len]) else {
+                continue;
+            };
+            if let Some(addr) = got.latched {
+                // Symmetric RTP: send where the far end really is.
+                if let Ok(mut t) = tx.lock() {
+                    t.remote = Some(addr);
                 }
             }
-            if is_te {
-                key = rfc4733
-                    .on_packet(pkt.timestamp, pkt.payload)
-                    .map(|k| (k, DtmfMethod::Rfc4733));
-            } else if cfg.inband {
-                let n = pkt.payload.len().min(pcm.len());
-                cfg.codec.decode_into(&pkt.payload[..n], &mut pcm[..n]);
-                key = inband.push(&pcm[..n]).map(|k| (k, DtmfMethod::Inband));
-            }
-            let codec = cfg.codec;
             match &mut rx.tap {
                 Tap::None => {}
                 Tap::Bridge { relay, peer } => {
-                    if let Some(n) = relay.forward(packet, std::time::Instant::now(), &mut out) {
-                        relayed = Some((n, peer.clone()));
+                    // Our lock, then the peer's stream: nothing locks a stream and
+                    // then a receive side, so the two legs cannot deadlock.
+                    if let Ok(mut p) = peer.lock() {
+                        p.relay_view(relay, &got.rtp, got.audio, now, &mut out);
                     }
                 }
                 Tap::Record(rec) => {
-                    if is_audio {
-                        rec.push_rtp_payload(codec, pkt.payload);
+                    if got.audio {
+                        rec.push_rtp_payload(rx.cfg.codec, got.rtp.payload);
                     }
                 }
             }
-        }
-        // Only the leg's own stream keeps it alive (checked above).
-        last_packet = Some(tokio::time::Instant::now());
-        // Send outside our own lock: the peer's receive task locks the other way.
-        if let Some((n, peer)) = relayed {
-            let target = peer.lock().ok().and_then(|p| p.relay_target());
-            if let Some((sock, addr)) = target {
-                let _ = sock.try_send_to(&out[..n], addr);
-            }
-        }
+            got.key
+        };
         if let Some((key, method)) = key {
             if events.send(MediaEvent::Dtmf(key, method)).await.is_err() {
                 return;

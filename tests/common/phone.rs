@@ -1232,6 +1232,11 @@ impl Call {
             "sendonly",
             2,
         );
+        self.reinvite_with(sdp).await
+    }
+
+    /// Send a re-INVITE offering `sdp` (e.g. media moved to another port), ACK the answer.
+    pub async fn reinvite_with(&self, sdp: String) -> Result<ReinviteOutcome> {
         let mut req = self.request("INVITE");
         req.set_body("application/sdp", sdp.into_bytes());
         let (cseq, _) = req.cseq().unwrap_or((0, String::new()));
