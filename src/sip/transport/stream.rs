@@ -89,8 +89,16 @@ pub(crate) async fn serve<S>(
         limits.idle,
         limits.partial,
     );
+    let link = Link {
+        serving: &serving,
+        remote,
+        kind,
+        to_stack: &to_stack,
+        conn: &conn,
+        sip_addr: &sip_addr,
+    };
     let mut chunk = vec![0u8; 8192];
-    let end = 'conn: loop {
+    let end = loop {
         let pinned = permit.entry.pinned();
         // A pinned connection re-checks once per idle period: its call may have ended.
         let wake = state
@@ -106,60 +114,8 @@ pub(crate) async fn serve<S>(
                 };
                 let now = Instant::now();
                 state.on_bytes(now, &chunk[..n]);
-                loop {
-                    let frame = match state.next_frame(now) {
-                        Ok(Some(f)) => f,
-                        Ok(None) => break,
-                        Err(Broken::TooLarge { reply }) => {
-                            if let Some(r) = reply {
-                                let _ = write(&mut wr, &r).await;
-                            }
-                            break 'conn End::TooLarge;
-                        }
-                        Err(Broken::Unframeable { reply }) => {
-                            if let Some(r) = reply {
-                                let _ = write(&mut wr, &r).await;
-                            }
-                            break 'conn End::Unframeable;
-                        }
-                    };
-                    let bytes = match frame {
-                        Frame::Ping => {
-                            if write(&mut wr, b"\r\n").await.is_err() {
-                                break 'conn End::WriteFailed;
-                            }
-                            continue;
-                        }
-                        Frame::Message(m) => m,
-                    };
-                    match serving.policy.judge(now, remote, kind.name(), &bytes) {
-                        Decision::Pass { message, request } => {
-                            if request {
-                                state.request_done(now);
-                            }
-                            let parsed = match message {
-                                Some(m) => Ok(m),
-                                None => SipMessage::try_from(bytes.as_slice()),
-                            };
-                            let Ok(msg) = parsed else { continue };
-                            let Ok(msg) = SipConnection::update_msg_received(msg, remote, kind.transport()) else {
-                                continue;
-                            };
-                            if to_stack
-                                .send(TransportEvent::Incoming(msg, conn.clone(), sip_addr.clone()))
-                                .is_err()
-                            {
-                                break 'conn End::Shutdown;
-                            }
-                        }
-                        Decision::Answer(r) => {
-                            if write(&mut wr, &r).await.is_err() {
-                                break 'conn End::WriteFailed;
-                            }
-                        }
-                        Decision::Drop => {}
-                        Decision::Banned => break 'conn End::Banned,
-                    }
+                if let Err(end) = link.drain(now, &mut state, &mut wr).await {
+                    break end;
                 }
             }
             out = from_stack.recv() => match out {
@@ -187,6 +143,81 @@ pub(crate) async fn serve<S>(
     let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
     note_end(&serving.policy, remote, kind, end);
     drop(permit);
+}
+
+/// What one connection hands the stack with each message it passes.
+struct Link<'a> {
+    serving: &'a Serving,
+    remote: SocketAddr,
+    kind: StreamKind,
+    to_stack: &'a tokio::sync::mpsc::UnboundedSender<TransportEvent>,
+    conn: &'a SipConnection,
+    sip_addr: &'a SipAddr,
+}
+
+impl Link<'_> {
+    /// Frame, judge and hand on every complete message in `state`; `Err` says why
+    /// the connection must close.
+    async fn drain<W: AsyncWrite + Unpin>(
+        &self,
+        now: Instant,
+        state: &mut StreamState,
+        wr: &mut W,
+    ) -> Result<(), End> {
+        let remote = self.remote;
+        loop {
+            let frame = match state.next_frame(now) {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(()),
+                Err(Broken::TooLarge { reply }) => {
+                    if let Some(r) = reply {
+                        let _ = write(wr, &r).await;
+                    }
+                    return Err(End::TooLarge);
+                }
+                Err(Broken::Unframeable { reply }) => {
+                    if let Some(r) = reply {
+                        let _ = write(wr, &r).await;
+                    }
+                    return Err(End::Unframeable);
+                }
+            };
+            let bytes = match frame {
+                Frame::Ping => {
+                    write(wr, b"\r\n").await.map_err(|_| End::WriteFailed)?;
+                    continue;
+                }
+                Frame::Message(m) => m,
+            };
+            match self
+                .serving
+                .policy
+                .judge(now, remote, self.kind.name(), &bytes)
+            {
+                Decision::Pass { message, request } => {
+                    if request {
+                        state.request_done(now);
+                    }
+                    let parsed = match message {
+                        Some(m) => Ok(m),
+                        None => SipMessage::try_from(bytes.as_slice()),
+                    };
+                    let Ok(msg) = parsed else { continue };
+                    let Ok(msg) =
+                        SipConnection::update_msg_received(msg, remote, self.kind.transport())
+                    else {
+                        continue;
+                    };
+                    let event =
+                        TransportEvent::Incoming(msg, self.conn.clone(), self.sip_addr.clone());
+                    self.to_stack.send(event).map_err(|_| End::Shutdown)?;
+                }
+                Decision::Answer(r) => write(wr, &r).await.map_err(|_| End::WriteFailed)?,
+                Decision::Drop => {}
+                Decision::Banned => return Err(End::Banned),
+            }
+        }
+    }
 }
 
 async fn write<W: AsyncWrite + Unpin>(wr: &mut W, bytes: &[u8]) -> std::io::Result<()> {
