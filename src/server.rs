@@ -381,7 +381,14 @@ impl Server {
                 reply(&mut tx, StatusCode::ServiceUnavailable).await;
                 return;
             }
-            let Some(call) = accept::accept(&self.stack, &self.numbers, tx).await else {
+            let Some(call) = accept::accept(
+                &self.stack,
+                &self.numbers,
+                self.ctx.settings.sdes_over_plain,
+                tx,
+            )
+            .await
+            else {
                 return;
             };
             let call_flow = flow::run(self.ctx.clone(), call.leg, call.offer);

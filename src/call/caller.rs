@@ -239,6 +239,7 @@ impl CallerLeg {
 /// to send at all (`sending`: false on hold). The one place that does it.
 pub(super) fn apply(media: &MediaSession, n: &Negotiated, sending: bool) {
     media.set_media_pt(n.codec, n.payload_type, n.telephone_event);
+    media.set_srtp(n.srtp);
     media.update_remote(Some(n.remote), n.codec, sending);
 }
 

@@ -219,12 +219,11 @@ impl Call {
         });
         info!(%volunteer, target = %uri, attempt, "ringing a volunteer");
         // Numbers go through the trunk; SIP URIs are called directly.
-        let via_trunk = f
-            .roster
-            .volunteer(&volunteer)
-            .is_some_and(|v| matches!(v.phone, Phone::Number(_)));
+        let entry = f.roster.volunteer(&volunteer);
+        let via_trunk = entry.is_some_and(|v| matches!(v.phone, Phone::Number(_)));
+        let srtp = entry.is_some_and(|v| v.srtp);
         let caller_number = self.caller.number().to_string();
-        match VolunteerLeg::dial(&self.ctx, &uri, via_trunk, &caller_number).await {
+        match VolunteerLeg::dial(&self.ctx, &uri, via_trunk, srtp, &caller_number).await {
             Ok(leg) => {
                 f.current = Some(Attempt {
                     no: attempt,

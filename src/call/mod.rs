@@ -60,6 +60,8 @@ pub(crate) struct CallSettings {
     pub(crate) voicemail: bool,
     pub(crate) voicemail_dir: PathBuf,
     pub(crate) voicemail_max: Duration,
+    /// `[sip] sdes_over_plain`: SRTP keys may go over plain UDP/TCP signalling.
+    pub(crate) sdes_over_plain: bool,
 }
 
 impl CallSettings {
@@ -75,6 +77,7 @@ impl CallSettings {
             voicemail: config.forward.voicemail,
             voicemail_dir: config.forward.voicemail_dir.clone(),
             voicemail_max: Duration::from_secs(config.forward.voicemail_max_s),
+            sdes_over_plain: config.sip.sdes_over_plain,
         }
     }
 

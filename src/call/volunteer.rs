@@ -19,6 +19,7 @@ use crate::call::CallContext;
 use crate::media::codec::Codec;
 use crate::media::prompts::Prompt;
 use crate::media::session::{MediaEvent, MediaInput, MediaSession, RxConfig};
+use crate::media::srtp::SdesKey;
 use crate::sip::leg::{sending_allowed, LocalMedia};
 use crate::sip::outbound::{OutEvent, OutboundLeg};
 use crate::sip::sdp;
@@ -54,16 +55,34 @@ pub(crate) struct VolunteerLeg {
     media_done: bool,
     /// Their early media is being relayed to the caller.
     relaying: bool,
+    /// We offered SRTP only: an answer without it must not carry the call.
+    secure: bool,
+}
+
+/// Whether an INVITE to `uri` goes over TLS: `sips:` (RFC 3261 section 19.1) or
+/// an explicit `;transport=tls`.
+fn is_tls_uri(uri: &str) -> bool {
+    let uri = uri.trim_start_matches('<').to_ascii_lowercase();
+    uri.starts_with("sips:") || uri.contains(";transport=tls")
 }
 
 impl VolunteerLeg {
-    /// Open media and send the INVITE to `uri` (through the trunk for numbers).
+    /// Open media and send the INVITE to `uri` (through the trunk for numbers);
+    /// `srtp`: offer only encrypted audio (the roster's `srtp = true`).
     pub(crate) async fn dial(
         ctx: &CallContext,
         uri: &str,
         via_trunk: bool,
+        srtp: bool,
         caller_number: &str,
     ) -> Result<VolunteerLeg, String> {
+        if srtp && !ctx.settings.sdes_over_plain && (via_trunk || !is_tls_uri(uri)) {
+            return Err(format!(
+                "not calling {uri}: the volunteer takes encrypted calls only (srtp = true) \
+                 and its SRTP keys would travel over plain SIP; use a sips: URI \
+                 (or ;transport=tls), or set [sip] sdes_over_plain = true"
+            ));
+        }
         let media = MediaSession::open(
             &ctx.services.ports,
             &ctx.services.clock,
@@ -85,12 +104,16 @@ impl VolunteerLeg {
             session_id: rand::random::<u32>() as u64,
             version: 1,
         };
-        let sip = ctx.dialer.dial(uri, via_trunk, caller_number, local)?;
+        let key = srtp.then(SdesKey::generate);
+        let sip = ctx
+            .dialer
+            .dial_keyed(uri, via_trunk, caller_number, local, key)?;
         Ok(VolunteerLeg {
             sip,
             media,
             media_done: false,
             relaying: false,
+            secure: srtp,
         })
     }
 
@@ -110,6 +133,13 @@ impl VolunteerLeg {
                 }
             };
             match got {
+                Got::Sip(OutEvent::Answered(Err(e))) if self.secure => {
+                    // Never bridge a counselling call in the clear.
+                    self.sip.hangup().await;
+                    return VolunteerEvent::Failed(format!(
+                        "volunteer answered without usable SRTP ({e}); hung up"
+                    ));
+                }
                 Got::Sip(ev) => {
                     if let Some(ev) = self.on_sip(ev) {
                         return ev;

@@ -31,6 +31,7 @@ pub(super) fn builtin_defaults() -> Config {
             allow: Vec::new(),
             tls: None,
             tls_ca: None,
+            sdes_over_plain: false,
         },
         media: MediaConfig {
             rtp_ports: (20000, 20999),

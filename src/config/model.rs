@@ -60,6 +60,10 @@ pub struct SipConfig {
     /// CA certificates (PEM) that verify volunteers' phones called over TLS
     /// (`tls_ca`); None: the system's CA bundle.
     pub tls_ca: Option<PathBuf>,
+    /// Allow SRTP with SDES keys (RFC 4568) on legs whose SIP is plain UDP/TCP.
+    /// The keys travel in the SDP, so without TLS anyone on the path can read them
+    /// and the call's audio: off by default, and then such legs are refused.
+    pub sdes_over_plain: bool,
 }
 
 /// Where to serve SIP over TLS (RFC 3261 `sips:`) and with which certificate.

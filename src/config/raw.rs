@@ -52,6 +52,7 @@ pub(super) struct RawSip {
     pub(super) tls_cert: Option<Spanned<PathBuf>>,
     pub(super) tls_key: Option<Spanned<PathBuf>>,
     pub(super) tls_ca: Option<PathBuf>,
+    pub(super) sdes_over_plain: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

@@ -349,3 +349,17 @@ fn tls_needs_listen_cert_and_key_together() {
     assert_eq!(tls.listen.port(), 5061);
     assert_eq!(tls.key, PathBuf::from("k"));
 }
+
+#[test]
+fn sdes_over_plain_is_off_unless_set_and_a_wrong_type_names_its_line() {
+    assert!(!parse("[sip]\n").unwrap().sip.sdes_over_plain);
+    assert!(
+        parse("[sip]\nsdes_over_plain = true\n")
+            .unwrap()
+            .sip
+            .sdes_over_plain
+    );
+    let e = one_error("[sip]\nlisten = \"127.0.0.1:5060\"\nsdes_over_plain = \"yes\"\n");
+    assert_eq!(e.line, Some(3));
+    assert!(e.to_string().contains("sdes_over_plain"), "{e}");
+}

@@ -105,6 +105,9 @@ fn sip(c: &mut Checker, raw: RawSip, sip: &mut SipConfig) {
     if let Some(v) = raw.user_agent {
         sip.user_agent = v;
     }
+    if let Some(v) = raw.sdes_over_plain {
+        sip.sdes_over_plain = v;
+    }
     if let Some(v) = raw.t1_ms {
         if !(10..=5000).contains(v.get_ref()) {
             let message = format!(

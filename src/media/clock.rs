@@ -118,6 +118,11 @@ impl StreamTx {
         self.playing.is_some()
     }
 
+    /// This leg's RTP socket (where SRTP is keyed).
+    pub fn socket(&self) -> Arc<RtpSocket> {
+        self.socket.clone()
+    }
+
     /// Stop whatever is playing (barge-in); what comes next starts a new talk spurt.
     pub fn stop(&mut self) {
         if let Some(mut p) = self.playing.take() {
@@ -174,8 +179,9 @@ impl StreamTx {
         }
     }
 
-    /// The one place a leg's RTP leaves (an SRTP `protect` goes here). Sends now or
-    /// not at all: the clock never waits on one socket.
+    /// The one place a leg's RTP leaves (SRTP `protect` happens below, in
+    /// `RtpSocket::try_send_to`, once the leg is keyed). Sends now or not at all:
+    /// the clock never waits on one socket.
     fn send(&self, packet: &[u8], remote: SocketAddr) {
         send(&self.socket, packet, remote);
     }

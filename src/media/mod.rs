@@ -14,6 +14,7 @@ pub mod rtp;
 pub mod rxstats;
 pub mod session;
 pub mod socket;
+pub mod srtp;
 pub mod tone;
 
 /// Sample rate of everything on the wire: G.711 and telephone-event (RFC 3551, RFC 4733).

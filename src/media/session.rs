@@ -354,6 +354,17 @@ impl MediaSession {
         }
     }
 
+    /// SRTP keys from the SDP (None: plain RTP). Set before media flows: packets are
+    /// protected and unprotected in the leg's socket (see `RtpSocket`).
+    pub fn set_srtp(&self, keys: Option<crate::media::srtp::SrtpKeys>) {
+        let socket = self.tx.lock().map(|tx| tx.socket());
+        if let Ok(socket) = socket {
+            if let Err(e) = socket.set_srtp(keys) {
+                tracing::warn!("could not key SRTP for this leg: {e}");
+            }
+        }
+    }
+
     /// A re-INVITE moved the caller's media or put the call on hold.
     pub fn update_remote(&self, remote: Option<SocketAddr>, codec: Codec, sending: bool) {
         if let Ok(mut rx) = self.rx.lock() {

@@ -9,13 +9,19 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::Mutex;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use crate::media::srtp::{SrtpKeys, SrtpSession};
+
 /// One leg's RTP socket.
 pub struct RtpSocket {
     fd: AsyncFd<UdpSocket>,
+    /// SRTP hook: when set, every packet of this leg is protected on its way out
+    /// and unprotected on its way in, here and nowhere else (RFC 3711).
+    srtp: Mutex<Option<SrtpSession>>,
 }
 
 impl RtpSocket {
@@ -26,27 +32,73 @@ impl RtpSocket {
         // SAFETY: the AsyncFd owns this std socket for its whole life; a std
         // UdpSocket's descriptor stays open and unchanged until it is dropped.
         let fd = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }?;
-        Ok(RtpSocket { fd })
+        Ok(RtpSocket {
+            fd,
+            srtp: Mutex::new(None),
+        })
+    }
+
+    /// Turn SRTP on with these keys (or off with None). Keys that are already in
+    /// use are kept, so a re-INVITE with the same keys keeps the replay state.
+    pub fn set_srtp(&self, keys: Option<SrtpKeys>) -> Result<(), crate::media::srtp::SrtpError> {
+        let Ok(mut srtp) = self.srtp.lock() else {
+            return Ok(());
+        };
+        match keys {
+            Some(k) if srtp.as_ref().map(|s| s.keys()) == Some(k) => {}
+            Some(k) => *srtp = Some(SrtpSession::new(k)?),
+            None => *srtp = None,
+        }
+        Ok(())
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.fd.get_ref().local_addr()
     }
 
-    /// Wait for and receive one datagram.
+    /// Wait for and receive one datagram (decrypted, on an SRTP leg; one that does
+    /// not authenticate is dropped here and never reaches the caller).
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         loop {
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(|inner| inner.get_ref().recv_from(buf)) {
-                Ok(result) => return result,
+            let (len, from) = match guard.try_io(|inner| inner.get_ref().recv_from(buf)) {
+                Ok(result) => result?,
                 Err(_would_block) => continue,
+            };
+            match self.unprotect(buf, len) {
+                Some(len) => return Ok((len, from)),
+                None => continue,
             }
         }
     }
 
+    /// SRTP hook, incoming: the plain packet's length in `buf`, None to drop it.
+    fn unprotect(&self, buf: &mut [u8], len: usize) -> Option<usize> {
+        let Ok(mut srtp) = self.srtp.lock() else {
+            return None;
+        };
+        let Some(session) = srtp.as_mut() else {
+            return Some(len);
+        };
+        let plain = session.unprotect_rtp(&buf[..len]).ok()?;
+        let n = plain.len().min(buf.len());
+        buf[..n].copy_from_slice(&plain[..n]);
+        Some(n)
+    }
+
     /// Send now or not at all; callable from any thread (the media clock's own).
+    /// On an SRTP leg the packet is protected first (the SRTP hook, outgoing).
     pub fn try_send_to(&self, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
-        self.fd.get_ref().send_to(buf, addr)
+        let protected = match self.srtp.lock().as_deref_mut() {
+            Ok(Some(session)) => Some(
+                session
+                    .protect_rtp(buf)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+            ),
+            _ => None,
+        };
+        let packet = protected.as_deref().unwrap_or(buf);
+        self.fd.get_ref().send_to(packet, addr)
     }
 }
 
@@ -68,5 +120,51 @@ mod tests {
                 .unwrap();
         assert_eq!(&buf[..n], b"rtp");
         assert_eq!(from, a.local_addr().unwrap());
+    }
+
+    #[tokio::test]
+    async fn srtp_legs_send_protected_and_receive_plain_and_drop_forgeries() {
+        use crate::media::srtp::{SdesKey, SrtpKeys};
+        let (ka, kb) = (SdesKey::generate(), SdesKey::generate());
+        let a = RtpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let b = RtpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let keys = |local, remote| {
+            Some(SrtpKeys {
+                tag: 1,
+                local,
+                remote,
+            })
+        };
+        a.set_srtp(keys(ka, kb)).unwrap();
+        b.set_srtp(keys(kb, ka)).unwrap();
+        let plain = [
+            0x80, 0, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4, 0xff, 0xff, 0xff, 0xff,
+        ];
+        let spy = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // What goes on the wire is not the plain packet, and is 10 bytes longer.
+        assert_eq!(
+            a.try_send_to(&plain, spy.local_addr().unwrap()).unwrap(),
+            26
+        );
+        let mut wire = [0u8; 64];
+        let n = spy.recv(&mut wire).unwrap();
+        assert_ne!(&wire[12..16], &plain[12..16]);
+        let to = b.local_addr().unwrap();
+        spy.send_to(b"not srtp at all", to).unwrap();
+        a.try_send_to(&plain, to).unwrap();
+        spy.send_to(&wire[..n], to).unwrap(); // a replay of the first packet's twin
+        let mut buf = [0u8; 64];
+        let wait = std::time::Duration::from_secs(2);
+        let (n, from) = tokio::time::timeout(wait, b.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((&buf[..n], from), (&plain[..], a.local_addr().unwrap()));
+        // The replayed copy (same seq) is dropped too: nothing else arrives.
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(300), b.recv_from(&mut buf))
+                .await
+                .is_err()
+        );
     }
 }

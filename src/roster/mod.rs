@@ -134,6 +134,9 @@ pub struct Volunteer {
     /// Ask them to press 1 before bridging, so a mobile's voicemail that picks
     /// up is not mistaken for the volunteer.
     pub screen: bool,
+    /// Offer them encrypted audio only (RTP/SAVP with SDES keys, RFC 4568): the
+    /// INVITE goes out only over TLS, unless `[sip] sdes_over_plain` allows more.
+    pub srtp: bool,
 }
 
 /// How to reach a volunteer.
@@ -775,6 +778,7 @@ end = "09:00"
                 name: format!("volunteer {i}"),
                 phone: Phone::Number(format!("1380013{i:04}")),
                 screen: false,
+                srtp: false,
             });
             let (start, end) = if i % 5 == 0 {
                 (t(20, 0), t(8, 0))

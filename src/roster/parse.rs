@@ -51,6 +51,8 @@ pub(super) struct RawVolunteer {
     pub(super) phone: Spanned<String>,
     #[serde(default)]
     pub(super) screen: bool,
+    #[serde(default)]
+    pub(super) srtp: bool,
 }
 
 #[derive(Deserialize)]
@@ -414,6 +416,18 @@ mod tests {
             "[[volunteer]]\nid = \"wang\"\nname = \"x\"\nphone = \"110\"\nscreen = \"yes\"\n",
         );
         assert!(e.starts_with("roster.toml:5: [[volunteer]] screen:"), "{e}");
+    }
+
+    #[test]
+    fn srtp_is_off_unless_set_and_a_wrong_type_names_line_and_field() {
+        let text = "[[volunteer]]\nid = \"li\"\nname = \"x\"\nphone = \"sips:1001@192.0.2.10\"\n";
+        let r = Roster::from_str(text, Path::new("roster.toml"), &stations()).unwrap();
+        assert!(!r.volunteers[0].srtp);
+        let on = format!("{text}srtp = true\n");
+        let r = Roster::from_str(&on, Path::new("roster.toml"), &stations()).unwrap();
+        assert!(r.volunteers[0].srtp);
+        let e = one_error(&format!("{text}srtp = 1\n"));
+        assert!(e.starts_with("roster.toml:5: [[volunteer]] srtp:"), "{e}");
     }
 
     #[test]

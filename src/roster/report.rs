@@ -104,6 +104,9 @@ impl Roster {
                     if o.screen != v.screen {
                         what.push(format!("screen {} -> {}", o.screen, v.screen));
                     }
+                    if o.srtp != v.srtp {
+                        what.push(format!("srtp {} -> {}", o.srtp, v.srtp));
+                    }
                     if !what.is_empty() {
                         out.push(format!("volunteer {} changed: {}", v.id, what.join(", ")));
                     }
@@ -206,6 +209,9 @@ pub fn format_on_duty(
             out.push_str(&format!("  {}. {} ({}) {}", i + 1, v.name, v.id, v.phone));
             if v.screen {
                 out.push_str(" [screen]");
+            }
+            if v.srtp {
+                out.push_str(" [srtp]");
             }
             out.push('\n');
         }

@@ -154,6 +154,7 @@ fn volunteers(
                 name: v.name.into_inner(),
                 phone,
                 screen: v.screen,
+                srtp: v.srtp,
             }),
             Err(msg) => c.error(v.phone.span(), "[[volunteer]] phone", msg),
         }

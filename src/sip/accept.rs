@@ -41,11 +41,14 @@ impl InviteTransaction {
 }
 
 /// Check a new INVITE and create its dialog. A refusal is answered here (404 for a
-/// number we do not serve, 488 for audio we cannot speak, 503 with Retry-After beyond
-/// `max_calls`, 500 when the stack cannot make a dialog) and logged in an operator's words; then `None`.
+/// number we do not serve, 488 for audio we cannot speak or SRTP keys sent in the
+/// clear, 503 with Retry-After beyond `max_calls`, 500 when the stack cannot make a
+/// dialog) and logged in an operator's words; then `None`. `sdes_over_plain` is
+/// `[sip] sdes_over_plain`: SDES keys may come over plain UDP/TCP.
 pub(crate) async fn accept(
     stack: &SipStack,
     numbers: &[String],
+    sdes_over_plain: bool,
     mut tx: Transaction,
 ) -> Option<Accepted> {
     let dialed = dialed_of(&tx.original);
@@ -59,6 +62,19 @@ pub(crate) async fn accept(
         None
     } else {
         match sdp::parse(&body).and_then(|offer| sdp::negotiate(&offer)) {
+            Ok(n)
+                if n.srtp.is_some()
+                    && !sdes_over_plain
+                    && !SipStack::is_tls(tx.connection.as_ref()) =>
+            {
+                info!(
+                    "refusing a call that offers SRTP with its keys over plain SIP \
+                     (anyone on the path can read them; call over TLS, or set \
+                     [sip] sdes_over_plain = true)"
+                );
+                reply(&mut tx, StatusCode::NotAcceptableHere).await;
+                return None;
+            }
             Ok(n) => Some(n),
             Err(e) => {
                 info!("refusing a call whose audio we cannot speak: {e}");

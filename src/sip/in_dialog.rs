@@ -74,6 +74,23 @@ fn content_type(req: &Request) -> String {
         .unwrap_or_default()
 }
 
+/// A re-offer keeps the call's security: an SRTP call stays SRTP under our key (the
+/// peer may re-key its own, RFC 4568 section 7.1.4), and a plain call stays plain,
+/// so a re-INVITE can neither strip the encryption nor bring keys over a transport
+/// the call was not checked for.
+fn same_security(
+    current: Option<&Negotiated>,
+    mut n: Negotiated,
+) -> Result<Negotiated, sdp::SdpError> {
+    match (current.and_then(|c| c.srtp), n.srtp.as_mut()) {
+        (Some(ours), Some(keys)) => keys.local = ours.local,
+        (None, None) => {}
+        (Some(_), None) => return Err(sdp::SdpError::Srtp("re-offer drops the encryption")),
+        (None, Some(_)) => return Err(sdp::SdpError::Srtp("re-offer adds encryption mid-call")),
+    }
+    Ok(n)
+}
+
 /// A re-INVITE (hold, new address) or UPDATE: answer it from the same port, with
 /// the SDP version bumped (RFC 3264 §8). Without an offer, ours goes in the 200.
 async fn answer_offer(
@@ -89,6 +106,7 @@ async fn answer_offer(
             return None;
         };
         let SdpState { local, negotiated } = &mut *s;
+        let offer = offer.map(|o| o.and_then(|n| same_security(negotiated.as_ref(), n)));
         match (local.as_mut(), offer) {
             (None, _) => (Err(StatusCode::ServiceUnavailable), None),
             (Some(local), None) => {

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::TrunkConfig;
+use crate::media::srtp::SdesKey;
 use crate::sip::in_dialog::{self, InDialog, SdpState};
 use crate::sip::leg::LocalMedia;
 use crate::sip::sdp::{self, Negotiated};
@@ -89,12 +90,26 @@ impl Dialer {
     /// to the trunk's proxy with its credentials (for phone numbers); otherwise it
     /// goes to the URI's host. `caller_number` is shown to the volunteer as the From
     /// display name. Errors are immediate refusals (a URI we cannot parse).
+    #[cfg(test)]
     pub(crate) fn dial(
         &self,
         target: &str,
         via_trunk: bool,
         caller_number: &str,
         local: LocalMedia,
+    ) -> Result<OutboundLeg, String> {
+        self.dial_keyed(target, via_trunk, caller_number, local, None)
+    }
+
+    /// [`dial`](Self::dial), offering RTP/SAVP keyed with `srtp` when given; their
+    /// answer must then be SRTP too (or the leg reports an unusable answer).
+    pub(crate) fn dial_keyed(
+        &self,
+        target: &str,
+        via_trunk: bool,
+        caller_number: &str,
+        local: LocalMedia,
+        srtp: Option<SdesKey>,
     ) -> Result<OutboundLeg, String> {
         let trunk = self.trunk.as_ref().filter(|_| via_trunk);
         let from_user = trunk
@@ -119,7 +134,7 @@ impl Dialer {
             ),
             None => None,
         };
-        let offer = sdp::offer(local.ip, local.port, local.session_id, local.version);
+        let offer = sdp::keyed_offer(local.ip, local.port, local.session_id, local.version, srtp);
         let opt = InviteOption {
             caller_display_name: Some(caller_number.to_string()),
             caller,
@@ -138,7 +153,7 @@ impl Dialer {
             }),
             ..Default::default()
         };
-        OutboundLeg::invite(self.dialogs.clone(), opt, local, target)
+        OutboundLeg::invite(self.dialogs.clone(), opt, (local, srtp), target)
     }
 }
 
@@ -163,7 +178,7 @@ impl OutboundLeg {
     fn invite(
         dialogs: Arc<DialogLayer>,
         opt: InviteOption,
-        local: LocalMedia,
+        (local, srtp): (LocalMedia, Option<SdesKey>),
         target: &str,
     ) -> Result<OutboundLeg, String> {
         let (state_tx, mut states) = dialogs.new_dialog_state_channel();
@@ -182,7 +197,7 @@ impl OutboundLeg {
                 let ev = tokio::select! {
                     state = states.recv() => match state {
                         None => return,
-                        Some(s) => on_state(s, answered, &shared).await,
+                        Some(s) => on_state(s, answered, &shared, srtp).await,
                     },
                     res = async {
                         match join.as_mut() {
@@ -191,7 +206,7 @@ impl OutboundLeg {
                         }
                     }, if join.is_some() => {
                         join = None;
-                        let ev = on_final(res);
+                        let ev = on_final(res, srtp);
                         if let OutEvent::Answered(n) = &ev {
                             answered = true;
                             // Re-INVITEs without an offer are answered from this.
@@ -272,12 +287,17 @@ impl OutboundLeg {
     }
 }
 
-async fn on_state(state: DialogState, answered: bool, sdp: &Mutex<SdpState>) -> Option<OutEvent> {
+async fn on_state(
+    state: DialogState,
+    answered: bool,
+    sdp: &Mutex<SdpState>,
+    srtp: Option<SdesKey>,
+) -> Option<OutEvent> {
     match state {
         DialogState::Early(_, resp) => {
             let body = String::from_utf8_lossy(resp.body()).to_string();
             if resp.status_code == StatusCode::SessionProgress && !body.trim().is_empty() {
-                Some(OutEvent::EarlyMedia(negotiate_answer(&body)))
+                Some(OutEvent::EarlyMedia(negotiate_answer(&body, srtp)))
             } else {
                 Some(OutEvent::Ringing)
             }
@@ -298,6 +318,7 @@ async fn on_state(state: DialogState, answered: bool, sdp: &Mutex<SdpState>) -> 
 
 fn on_final(
     res: Result<rsipstack::dialog::invitation::InviteAsyncResult, tokio::task::JoinError>,
+    srtp: Option<SdesKey>,
 ) -> OutEvent {
     match res {
         Ok(Ok((_, Some(resp)))) if is_made_up_timeout(&resp) => OutEvent::Failed(
@@ -307,7 +328,8 @@ fn on_final(
             let status = u16::from(resp.status_code.clone());
             match resp.status_code.kind() {
                 StatusCodeKind::Successful => {
-                    OutEvent::Answered(negotiate_answer(&String::from_utf8_lossy(resp.body())))
+                    let body = String::from_utf8_lossy(resp.body());
+                    OutEvent::Answered(negotiate_answer(&body, srtp))
                 }
                 StatusCodeKind::Redirection => OutEvent::Rejected {
                     status,
@@ -343,10 +365,11 @@ fn is_made_up_timeout(resp: &rsipstack::sip::Response) -> bool {
             .is_none()
 }
 
-/// Our offer went in the INVITE; this is their answer (in a 183 or the 200).
-fn negotiate_answer(body: &str) -> Result<Negotiated, String> {
+/// Our offer went in the INVITE (keyed with `srtp`, if any); this is their answer
+/// (in a 183 or the 200).
+fn negotiate_answer(body: &str, srtp: Option<SdesKey>) -> Result<Negotiated, String> {
     sdp::parse(body)
-        .and_then(|a| sdp::negotiate_answer(&a))
+        .and_then(|a| sdp::negotiate_keyed_answer(&a, srtp))
         .map_err(|e| e.to_string())
 }
 

@@ -4,11 +4,16 @@
 //! a small, tolerant reader of what phones send and a writer of the few bodies we
 //! need. Unknown lines and extra m= sections are skipped, never fatal: a phone that
 //! adds video or ICE attributes must still reach the hotline.
+//!
+//! Secure audio (RTP/SAVP, RFC 3711) is keyed by SDES (RFC 4568): one `a=crypto` line
+//! with AES_CM_128_HMAC_SHA1_80 and an inline key. An SAVP stream without such a line
+//! is skipped like one we cannot speak; if no stream is left the call gets 488.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::media::codec::Codec;
+use crate::media::srtp::{self, SdesKey, SrtpKeys};
 
 /// Payload type we offer for telephone-event (the common choice of Asterisk and SIPp).
 pub const OFFER_TELEPHONE_EVENT_PT: u8 = 101;
@@ -33,6 +38,10 @@ pub enum SdpError {
     /// Neither PCMU nor PCMA offered: answer 488 Not Acceptable Here.
     #[error("no common codec (we need PCMU or PCMA at 8000 Hz)")]
     NoCommonCodec,
+    /// Secure audio we cannot key, or an answer whose security does not match our
+    /// offer: 488 as well.
+    #[error("SRTP: {0}")]
+    Srtp(&'static str),
 }
 
 /// Stream direction attribute (RFC 3264 section 5.1); hold is signalled with it.
@@ -99,6 +108,8 @@ pub struct MediaOffer {
     pub direction: Direction,
     /// `a=ptime` in milliseconds, if given.
     pub ptime: Option<u32>,
+    /// For RTP/SAVP: the `a=crypto` tag and key we can use (always Some for SAVP).
+    pub crypto: Option<(u32, SdesKey)>,
 }
 
 impl MediaOffer {
@@ -156,6 +167,8 @@ pub struct Negotiated {
     pub telephone_event: Option<u8>,
     /// Our side's direction (already the complement of the remote's).
     pub direction: Direction,
+    /// SRTP keys when the stream is RTP/SAVP (ours generated for this answer).
+    pub srtp: Option<SrtpKeys>,
 }
 
 /// Reads the first audio stream with a non-zero port from an SDP body.
@@ -168,6 +181,8 @@ pub fn parse(sdp: &str) -> Result<MediaOffer, SdpError> {
     // or in a section we skip.
     let mut found: Option<Section> = None;
     let mut in_skipped_section = false;
+    // Some secure section was dropped for want of a usable key (for the error).
+    let mut unkeyed = false;
 
     for (idx, raw) in sdp.lines().enumerate() {
         let line_no = idx + 1;
@@ -180,12 +195,16 @@ pub fn parse(sdp: &str) -> Result<MediaOffer, SdpError> {
             reason: reason.to_string(),
         };
         if kind == "m" {
-            if found.is_some() {
+            if found.as_ref().is_some_and(Section::usable) {
                 break; // the audio section we want has ended
             }
+            // An SAVP section without a key we can use is dropped for a later one.
+            if found.take().is_some() {
+                unkeyed = true;
+            }
             match parse_m_line(value).map_err(|r| bad(&r))? {
-                Some((port, payloads)) => {
-                    found = Some(Section::new(port, payloads));
+                Some((port, payloads, secure)) => {
+                    found = Some(Section::new(port, payloads, secure));
                     in_skipped_section = false;
                 }
                 None => in_skipped_section = true,
@@ -210,6 +229,7 @@ pub fn parse(sdp: &str) -> Result<MediaOffer, SdpError> {
                         "rtpmap" => s.rtpmap.push(parse_rtpmap(arg).map_err(|r| bad(&r))?),
                         // A bad ptime is not worth refusing a call over.
                         "ptime" => s.ptime = arg.trim().parse().ok(),
+                        "crypto" if s.secure && s.crypto.is_none() => s.crypto = parse_crypto(arg),
                         _ => {}
                     }
                 }
@@ -218,7 +238,12 @@ pub fn parse(sdp: &str) -> Result<MediaOffer, SdpError> {
         }
     }
 
-    let s = found.ok_or(SdpError::NoAudio)?;
+    let s = match found {
+        Some(s) if s.usable() => s,
+        Some(_) => return Err(UNKEYED),
+        None if unkeyed => return Err(UNKEYED),
+        None => return Err(SdpError::NoAudio),
+    };
     let addr = s.addr.or(session_addr).ok_or(SdpError::NoConnection)?;
     let mut offer = MediaOffer {
         addr,
@@ -228,6 +253,7 @@ pub fn parse(sdp: &str) -> Result<MediaOffer, SdpError> {
         telephone_event: None,
         direction: s.direction.or(session_dir).unwrap_or_default(),
         ptime: s.ptime,
+        crypto: s.crypto,
     };
     offer.telephone_event = offer.payloads.iter().copied().find(|&pt| {
         matches!(offer.rtpmap_of(pt),
@@ -250,15 +276,40 @@ pub fn negotiate(offer: &MediaOffer) -> Result<Negotiated, SdpError> {
         remote: SocketAddr::new(offer.addr, offer.port),
         telephone_event: offer.telephone_event,
         direction: offer.effective_direction().answer_direction(),
+        srtp: offer.crypto.map(|(tag, remote)| SrtpKeys {
+            tag,
+            local: SdesKey::generate(),
+            remote,
+        }),
     })
 }
 
-/// Reads the remote's answer to our [`offer`]: the first of PCMU/PCMA it lists.
+/// Reads the remote's answer to our plain [`offer`]: the first of PCMU/PCMA it lists.
 pub fn negotiate_answer(answer: &MediaOffer) -> Result<Negotiated, SdpError> {
+    negotiate_keyed_answer(answer, None)
+}
+
+/// Reads the remote's answer to our [`keyed_offer`]. `ours` is the key we offered
+/// (None for a plain offer): a secure offer needs a secure answer and a plain one a
+/// plain answer (RFC 4568 section 7.1.3).
+pub fn negotiate_keyed_answer(
+    answer: &MediaOffer,
+    ours: Option<SdesKey>,
+) -> Result<Negotiated, SdpError> {
     // The rules are the same as for an offer: take the first G.711 listed, keep its
     // payload type, and mirror the direction (a recvonly answer means we only send).
-    negotiate(answer)
+    let mut n = negotiate(answer)?;
+    n.srtp = match (ours, answer.crypto) {
+        (Some(local), Some((tag, remote))) => Some(SrtpKeys { tag, local, remote }),
+        (None, None) => None,
+        (Some(_), None) => return Err(SdpError::Srtp("plain answer to our secure offer")),
+        (None, Some(_)) => return Err(SdpError::Srtp("secure answer to our plain offer")),
+    };
+    Ok(n)
 }
+
+const UNKEYED: SdpError =
+    SdpError::Srtp("secure audio (RTP/SAVP) without an AES_CM_128_HMAC_SHA1_80 inline key");
 
 /// Writes our SDP answer for a negotiated stream (RFC 3264 section 6.1).
 pub fn answer(
@@ -269,12 +320,13 @@ pub fn answer(
     version: u64,
 ) -> String {
     let codecs = [(neg.payload_type, neg.codec.name())];
+    let srtp = neg.srtp.map(|k| (k.tag, k.local));
     body(
         local_ip,
         local_port,
         &codecs,
         neg.telephone_event,
-        neg.direction,
+        (neg.direction, srtp),
         session_id,
         version,
     )
@@ -283,6 +335,17 @@ pub fn answer(
 /// Writes our SDP offer (INVITE without SDP, outbound calls): PCMU, PCMA,
 /// telephone-event 101, sendrecv, ptime 20.
 pub fn offer(local_ip: IpAddr, local_port: u16, session_id: u64, version: u64) -> String {
+    keyed_offer(local_ip, local_port, session_id, version, None)
+}
+
+/// [`offer`], as RTP/SAVP with `srtp` as our key (tag 1) if given.
+pub fn keyed_offer(
+    local_ip: IpAddr,
+    local_port: u16,
+    session_id: u64,
+    version: u64,
+    srtp: Option<SdesKey>,
+) -> String {
     let codecs = [
         (Codec::Pcmu.payload_type(), Codec::Pcmu.name()),
         (Codec::Pcma.payload_type(), Codec::Pcma.name()),
@@ -292,7 +355,7 @@ pub fn offer(local_ip: IpAddr, local_port: u16, session_id: u64, version: u64) -
         local_port,
         &codecs,
         Some(OFFER_TELEPHONE_EVENT_PT),
-        Direction::SendRecv,
+        (Direction::SendRecv, srtp.map(|k| (1, k))),
         session_id,
         version,
     )
@@ -303,7 +366,7 @@ fn body(
     port: u16,
     codecs: &[(u8, &str)],
     telephone_event: Option<u8>,
-    direction: Direction,
+    (direction, srtp): (Direction, Option<(u32, SdesKey)>),
     session_id: u64,
     version: u64,
 ) -> String {
@@ -316,7 +379,12 @@ fn body(
     let _ = write!(
         s,
         "v=0\r\no=hotline {session_id} {version} IN {family} {ip}\r\ns=hotline\r\n\
-         c=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP"
+         c=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} {}",
+        if srtp.is_some() {
+            "RTP/SAVP"
+        } else {
+            "RTP/AVP"
+        }
     );
     for (pt, _) in codecs {
         let _ = write!(s, " {pt}");
@@ -335,6 +403,9 @@ fn body(
         );
     }
     let _ = write!(s, "a=ptime:20\r\na={}\r\n", direction.attribute());
+    if let Some((tag, key)) = srtp {
+        let _ = write!(s, "a=crypto:{tag} {} {}\r\n", srtp::SUITE, key.key_params());
+    }
     s
 }
 
@@ -346,10 +417,13 @@ struct Section {
     rtpmap: Vec<(u8, String, u32)>,
     direction: Option<Direction>,
     ptime: Option<u32>,
+    /// RTP/SAVP: usable only with a key.
+    secure: bool,
+    crypto: Option<(u32, SdesKey)>,
 }
 
 impl Section {
-    fn new(port: u16, payloads: Vec<u8>) -> Section {
+    fn new(port: u16, payloads: Vec<u8>, secure: bool) -> Section {
         Section {
             port,
             payloads,
@@ -357,13 +431,32 @@ impl Section {
             rtpmap: Vec::new(),
             direction: None,
             ptime: None,
+            secure,
+            crypto: None,
         }
+    }
+
+    fn usable(&self) -> bool {
+        !self.secure || self.crypto.is_some()
     }
 }
 
-/// `audio 49170 RTP/AVP 0 8 101` -> Some((port, payloads)); None for a section to
-/// skip (not audio, port 0, or a profile we cannot speak such as RTP/SAVP).
-fn parse_m_line(value: &str) -> Result<Option<(u16, Vec<u8>)>, String> {
+/// `1 AES_CM_128_HMAC_SHA1_80 inline:<key>` -> (tag, key); None for another suite,
+/// a key we cannot use, or session parameters (RFC 4568 section 6.3) we do not
+/// implement, such as UNENCRYPTED_SRTP.
+fn parse_crypto(arg: &str) -> Option<(u32, SdesKey)> {
+    let mut parts = arg.split_whitespace();
+    let tag = parts.next()?.parse().ok()?;
+    if parts.next()? != srtp::SUITE {
+        return None;
+    }
+    let key = SdesKey::from_key_params(parts.next()?)?;
+    parts.next().is_none().then_some((tag, key))
+}
+
+/// `audio 49170 RTP/AVP 0 8 101` -> Some((port, payloads, secure)); None for a
+/// section to skip (not audio, port 0, or a profile we cannot speak such as UDP/TLS).
+fn parse_m_line(value: &str) -> Result<Option<(u16, Vec<u8>, bool)>, String> {
     let mut parts = value.split_whitespace();
     if parts.next() != Some("audio") {
         return Ok(None);
@@ -375,7 +468,12 @@ fn parse_m_line(value: &str) -> Result<Option<(u16, Vec<u8>)>, String> {
     let port: u16 = port_str
         .parse()
         .map_err(|_| format!("bad port {port_str:?}"))?;
-    if port == 0 || !(proto == "RTP/AVP" || proto == "RTP/AVPF") {
+    let secure = match proto {
+        "RTP/AVP" | "RTP/AVPF" => false,
+        "RTP/SAVP" | "RTP/SAVPF" => true,
+        _ => return Ok(None),
+    };
+    if port == 0 {
         return Ok(None);
     }
     let payloads = parts
@@ -387,7 +485,7 @@ fn parse_m_line(value: &str) -> Result<Option<(u16, Vec<u8>)>, String> {
     if payloads.is_empty() {
         return Err("m= line without payload types".into());
     }
-    Ok(Some((port, payloads)))
+    Ok(Some((port, payloads, secure)))
 }
 
 /// `IN IP4 192.0.2.1`, `IN IP6 2001:db8::1`, `IN IP4 224.2.1.1/127` -> address.
@@ -714,6 +812,87 @@ a=sendrecv\r\n";
         assert_eq!(n.codec, Codec::Pcma);
         assert_eq!(n.telephone_event, Some(101));
         assert_eq!(n.direction, Direction::SendOnly);
+    }
+
+    const KEY: &str = "inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+
+    fn savp(crypto: &str) -> String {
+        format!(
+            "v=0\r\nc=IN IP4 10.3.3.3\r\nt=0 0\r\nm=audio 4000 RTP/SAVP 0 101\r\n\
+             a=rtpmap:101 telephone-event/8000\r\n{crypto}"
+        )
+    }
+
+    #[test]
+    fn savp_offer_is_answered_savp_with_a_key_of_our_own() {
+        let s = savp(&format!(
+            "a=crypto:2 AES_256_CM_HMAC_SHA1_80 inline:xyz\r\n\
+             a=crypto:5 AES_CM_128_HMAC_SHA1_80 {KEY}|2^20\r\n"
+        ));
+        let o = parse(&s).unwrap();
+        let (tag, theirs) = o.crypto.unwrap();
+        assert_eq!(tag, 5, "the first line with our suite");
+        let n = negotiate(&o).unwrap();
+        let keys = n.srtp.unwrap();
+        assert_eq!((keys.tag, keys.remote), (5, theirs));
+        assert_ne!(keys.local, theirs);
+        let a = answer(ip4(192, 0, 2, 9), 20000, &n, 1, 1);
+        assert!(a.contains("m=audio 20000 RTP/SAVP 0 101\r\n"), "{a}");
+        let line = format!(
+            "a=crypto:5 AES_CM_128_HMAC_SHA1_80 {}\r\n",
+            keys.local.key_params()
+        );
+        assert!(a.contains(&line), "{a}");
+        // Our answer read back by the offerer gives its key back as the remote one.
+        let back = parse(&a).unwrap();
+        assert_eq!(back.crypto, Some((5, keys.local)));
+    }
+
+    #[test]
+    fn savp_offers_without_a_usable_key_are_srtp_errors() {
+        for crypto in [
+            "",
+            "a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n",
+            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:c2hvcnQ=\r\n",
+            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4\r\n",
+            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz UNENCRYPTED_SRTP\r\n",
+            "a=crypto:x AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n",
+        ] {
+            assert!(matches!(parse(&savp(crypto)), Err(SdpError::Srtp(_))), "{crypto:?}");
+        }
+        // A crypto line in a plain stream means nothing.
+        let s = format!("v=0\nc=IN IP4 10.1.1.1\nm=audio 5000 RTP/AVP 0\na=crypto:1 AES_CM_128_HMAC_SHA1_80 {KEY}\n");
+        assert_eq!(parse(&s).unwrap().crypto, None);
+        assert_eq!(negotiate(&parse(&s).unwrap()).unwrap().srtp, None);
+    }
+
+    #[test]
+    fn keyed_offer_needs_a_keyed_answer_and_a_plain_one_a_plain_answer() {
+        let ours = SdesKey::generate();
+        let o = keyed_offer(ip4(192, 0, 2, 1), 20002, 1, 1, Some(ours));
+        assert!(o.contains("m=audio 20002 RTP/SAVP 0 8 101\r\n"), "{o}");
+        assert!(o.contains(&format!(
+            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 {}\r\n",
+            ours.key_params()
+        )));
+        let secure = parse(&savp(&format!(
+            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 {KEY}\r\n"
+        )))
+        .unwrap();
+        let plain = parse(SIPP).unwrap();
+        let n = negotiate_keyed_answer(&secure, Some(ours)).unwrap();
+        let keys = n.srtp.unwrap();
+        assert_eq!((keys.local, Some((1, keys.remote))), (ours, secure.crypto));
+        assert!(matches!(
+            negotiate_keyed_answer(&plain, Some(ours)),
+            Err(SdpError::Srtp(_))
+        ));
+        assert!(matches!(
+            negotiate_keyed_answer(&secure, None),
+            Err(SdpError::Srtp(_))
+        ));
+        assert!(negotiate_answer(&plain).unwrap().srtp.is_none());
+        assert!(!offer(ip4(192, 0, 2, 1), 20002, 1, 1).contains("SAVP"));
     }
 
     proptest! {

@@ -537,6 +537,12 @@ impl SipStack {
         self.contact_uri(transport, user)
     }
 
+    /// Whether a request came over TLS: the only transport on which SDES keys in its
+    /// SDP are not readable by anyone on the path (RFC 4568 section 8.3).
+    pub fn is_tls(conn: Option<&SipConnection>) -> bool {
+        matches!(conn, Some(SipConnection::Channel(c)) if c.get_addr().r#type == Some(Transport::Tls))
+    }
+
     /// Our Contact for requests and dialogs over `transport` (`None`: UDP). Over TLS it
     /// is a `sips:` URI at the TLS port, so in-dialog requests come back encrypted.
     pub fn contact_uri(

@@ -17,6 +17,7 @@ use tokio::time::{timeout, Instant};
 use super::error::{PhoneError, Result};
 use super::g711::{decode, encode, silence_byte};
 use super::rtp::{build_rtp, parse_rtp, RtpPacket};
+use super::srtp::PhoneSrtp;
 
 /// Samples in one 20 ms G.711 frame.
 pub const FRAME_SAMPLES: usize = 160;
@@ -42,6 +43,8 @@ pub struct Frame {
 struct Received {
     packets: Vec<RtpPacket>,
     pcm: Vec<i16>,
+    /// Packets dropped because they did not unprotect (SRTP legs only).
+    srtp_failures: u64,
 }
 
 #[derive(Default)]
@@ -77,13 +80,29 @@ impl Media {
         send_silence: bool,
         stop: watch::Receiver<bool>,
     ) -> Media {
+        Self::start_srtp(sock, remote, (audio_pt, event_pt), send_silence, stop, None)
+    }
+
+    /// [`Media::start`], with every packet protected and unprotected by `srtp`.
+    pub fn start_srtp(
+        sock: Arc<UdpSocket>,
+        remote: Option<SocketAddr>,
+        (audio_pt, event_pt): (u8, u8),
+        send_silence: bool,
+        stop: watch::Receiver<bool>,
+        srtp: Option<Arc<PhoneSrtp>>,
+    ) -> Media {
         let received = Arc::new(Mutex::new(Received::default()));
         let queue = Arc::new(Mutex::new(Queue::default()));
         let (sent_tx, sent) = watch::channel(0u64);
-        let mut tasks = vec![tokio::spawn(receive(sock.clone(), received.clone()))];
+        let mut tasks = vec![tokio::spawn(receive(
+            sock.clone(),
+            received.clone(),
+            srtp.clone(),
+        ))];
         if let Some(remote) = remote {
             tasks.push(tokio::spawn(pace(
-                sock,
+                (sock, srtp),
                 remote,
                 audio_pt,
                 send_silence,
@@ -151,6 +170,11 @@ impl Media {
         lock(&self.received).pcm.clone()
     }
 
+    /// Packets that arrived on an SRTP leg and did not authenticate.
+    pub fn srtp_failures(&self) -> u64 {
+        lock(&self.received).srtp_failures
+    }
+
     /// Stop sending (receiving goes on, so tests can still inspect late packets).
     pub fn stop_sending(&mut self) {
         for t in self.tasks.iter().skip(1) {
@@ -167,7 +191,11 @@ impl Drop for Media {
     }
 }
 
-async fn receive(sock: Arc<UdpSocket>, received: Arc<Mutex<Received>>) {
+async fn receive(
+    sock: Arc<UdpSocket>,
+    received: Arc<Mutex<Received>>,
+    srtp: Option<Arc<PhoneSrtp>>,
+) {
     let mut buf = vec![0u8; 2048];
     loop {
         let n = match sock.recv_from(&mut buf).await {
@@ -178,7 +206,17 @@ async fn receive(sock: Arc<UdpSocket>, received: Arc<Mutex<Received>>) {
                 continue;
             }
         };
-        if let Some(p) = parse_rtp(&buf[..n], Instant::now()) {
+        let plain = match &srtp {
+            None => buf[..n].to_vec(),
+            Some(s) => match s.unprotect(&buf[..n]) {
+                Some(p) => p,
+                None => {
+                    lock(&received).srtp_failures += 1;
+                    continue;
+                }
+            },
+        };
+        if let Some(p) = parse_rtp(&plain, Instant::now()) {
             let mut r = lock(&received);
             let pcm = decode(p.pt, &p.payload);
             r.pcm.extend(pcm);
@@ -188,7 +226,7 @@ async fn receive(sock: Arc<UdpSocket>, received: Arc<Mutex<Received>>) {
 }
 
 async fn pace(
-    sock: Arc<UdpSocket>,
+    (sock, srtp): (Arc<UdpSocket>, Option<Arc<PhoneSrtp>>),
     remote: SocketAddr,
     audio_pt: u8,
     send_silence: bool,
@@ -249,6 +287,10 @@ async fn pace(
             let event_start = pkt[1] & 0x80 != 0 && pkt[1] & 0x7F != audio_pt;
             let at = Instant::now();
             // A lost packet is the daemon's problem to survive, not ours to report.
+            let pkt = match &srtp {
+                Some(s) => s.protect(&pkt),
+                None => pkt,
+            };
             let _ = sock.send_to(&pkt, remote).await;
             if event_start {
                 lock(&queue).event_starts.push(at);

@@ -8,6 +8,7 @@
 //! - [`sip`], [`sdp`], [`rtp`], [`g711`]: the small pieces the phone is built from,
 //!   public so tests can also use them to build fakes or check what they received.
 //! - [`volunteer`]: a volunteer's phone (a UAS) for the forwarding tests.
+//! - [`srtp`]: SDES keys in SDP and SRTP packets for both phones.
 //! - [`stack`]: the daemon's SIP stack alone, with chosen limits, behind a small UAS.
 //! - [`tls`]: test certificates (rcgen) and a rustls client trusting them.
 //! - [`netns`]: run a test in a network namespace of its own (several addresses).
@@ -23,6 +24,7 @@ pub mod phone;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
+pub mod srtp;
 pub mod stack;
 pub mod tls;
 pub mod volunteer;

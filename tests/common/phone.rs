@@ -27,6 +27,7 @@ pub use super::media::{lock, Frame, Media, FRAME_SAMPLES, PTIME};
 pub use super::rtp::*;
 pub use super::sdp::*;
 pub use super::sip::*;
+use super::srtp;
 
 /// RFC 3261 Timer T1 (RTT estimate) and T2 (cap for non-INVITE retransmissions).
 pub const T1: Duration = Duration::from_millis(500);
@@ -90,6 +91,8 @@ pub struct CallOptions {
     pub extra_headers: Vec<(String, String)>,
     /// Bound on waiting for the final response.
     pub timeout: Duration,
+    /// Offer RTP/SAVP with an SDES key (RFC 4568); media is SRTP if the answer keys it.
+    pub srtp: bool,
 }
 
 impl Default for CallOptions {
@@ -108,6 +111,7 @@ impl Default for CallOptions {
             send_rtp: true,
             extra_headers: Vec::new(),
             timeout: TRANSACTION_TIMEOUT,
+            srtp: false,
         }
     }
 }
@@ -404,11 +408,15 @@ impl Phone {
         for (n, v) in &opts.extra_headers {
             invite.push(n, v.clone());
         }
+        let srtp_key = opts.srtp.then(srtp::new_key);
         if opts.offer_sdp {
-            let sdp = opts
-                .sdp_override
-                .clone()
-                .unwrap_or_else(|| build_sdp(rtp_addr, &opts.codecs, "sendrecv", 1));
+            let sdp = opts.sdp_override.clone().unwrap_or_else(|| {
+                let plain = build_sdp(rtp_addr, &opts.codecs, "sendrecv", 1);
+                match &srtp_key {
+                    Some(k) => srtp::secure_sdp(&plain, k),
+                    None => plain,
+                }
+            });
             invite.set_body("application/sdp", sdp.into_bytes());
         }
         let events = Arc::new(DialogEvents {
@@ -431,6 +439,7 @@ impl Phone {
             pending_final: None,
             sent_at,
             first_provisional_at: None,
+            srtp_key,
         })
     }
 
@@ -728,6 +737,8 @@ pub struct Inviting {
     pending_final: Option<Received>,
     sent_at: Instant,
     first_provisional_at: Option<Instant>,
+    /// Our SDES key when we offered SRTP.
+    srtp_key: Option<[u8; 30]>,
 }
 
 impl Inviting {
@@ -912,14 +923,22 @@ impl Inviting {
                 }
             })
         };
-        let media = match (answered, audio_pt) {
-            (true, Some(pt)) => Some(Media::start(
+        // SRTP only when we offered it and the answer keyed it (else media stays off:
+        // a secure call never falls back to plain RTP).
+        let keys = match (&self.srtp_key, &remote_sdp) {
+            (None, _) => Some(None),
+            (Some(ours), Some(sdp)) if srtp::is_secure(&sdp.raw) => srtp::remote_key(&sdp.raw)
+                .map(|theirs| Some(Arc::new(srtp::PhoneSrtp::new(ours, &theirs)))),
+            (Some(_), _) => None,
+        };
+        let media = match (answered, audio_pt, keys) {
+            (true, Some(pt), Some(keys)) => Some(Media::start_srtp(
                 self.rtp.clone(),
                 remote_sdp.as_ref().and_then(|s| s.rtp_addr),
-                pt,
-                event_pt,
+                (pt, event_pt),
                 opts.send_rtp,
                 self.events.ended.subscribe(),
+                keys,
             )),
             _ => None,
         };
@@ -1064,6 +1083,16 @@ impl Call {
 
     pub fn rtp_packets(&self) -> Vec<RtpPacket> {
         self.media.as_ref().map(Media::packets).unwrap_or_default()
+    }
+
+    /// Whether media is running (false on an SRTP call whose answer had no usable key).
+    pub fn has_media(&self) -> bool {
+        self.media.is_some()
+    }
+
+    /// Packets dropped because they did not unprotect (SRTP calls only).
+    pub fn srtp_failures(&self) -> u64 {
+        self.media.as_ref().map(Media::srtp_failures).unwrap_or(0)
     }
 
     pub fn rtp_stats(&self) -> RtpStats {

@@ -27,6 +27,7 @@ use super::phone::Received;
 use super::rtp::{RtpPacket, TelephoneEvent};
 use super::sdp::{build_sdp, parse_sdp, RemoteSdp};
 use super::sip::{new_branch, random_token, response_to, uri_in, SipMessage};
+use super::srtp::{self, PhoneSrtp};
 
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
@@ -207,6 +208,8 @@ pub struct Leg {
     media: Mutex<Option<Arc<Media>>>,
     stop: watch::Sender<bool>,
     cseq: AtomicU32,
+    /// Our SDES key and the leg's SRTP, when the daemon offered RTP/SAVP with a key.
+    srtp: Option<([u8; 30], Arc<PhoneSrtp>)>,
 }
 
 impl Leg {
@@ -460,25 +463,39 @@ impl Leg {
     }
 
     fn answer_sdp(&self) -> String {
-        build_sdp(
+        let plain = build_sdp(
             self.rtp.local_addr().expect("RTP socket address"),
             &[self.audio_pt, self.event_pt],
             "sendrecv",
             1,
-        )
+        );
+        match &self.srtp {
+            Some((key, _)) => srtp::secure_sdp(&plain, key),
+            None => plain,
+        }
+    }
+
+    /// Whether this leg's media is SRTP (the daemon offered RTP/SAVP with a key).
+    pub fn is_srtp(&self) -> bool {
+        self.srtp.is_some()
+    }
+
+    /// Packets that arrived and did not unprotect (SRTP legs only).
+    pub fn srtp_failures(&self) -> u64 {
+        lock(&self.media).as_ref().map_or(0, |m| m.srtp_failures())
     }
 
     /// Start media toward the daemon's offer (once); the pacer sends silence or `fill`.
     fn start_media(&self, fill: Option<f64>) {
         let mut m = lock(&self.media);
         if m.is_none() {
-            *m = Some(Arc::new(Media::start(
+            *m = Some(Arc::new(Media::start_srtp(
                 self.rtp.clone(),
                 self.offer.as_ref().and_then(|o| o.rtp_addr),
-                self.audio_pt,
-                self.event_pt,
+                (self.audio_pt, self.event_pt),
                 true,
                 self.stop.subscribe(),
+                self.srtp.as_ref().map(|(_, s)| s.clone()),
             )));
         }
         if let Some(media) = m.as_ref() {
@@ -701,6 +718,14 @@ async fn new_leg(shared: &Arc<Shared>, invite: SipMessage, from: SocketAddr, at:
         Err(_) => return,
     };
     let offer = parse_sdp(&invite.body_str()).ok();
+    let srtp = offer
+        .as_ref()
+        .filter(|o| srtp::is_secure(&o.raw))
+        .and_then(|o| srtp::remote_key(&o.raw))
+        .map(|theirs| {
+            let ours = srtp::new_key();
+            (ours, Arc::new(PhoneSrtp::new(&ours, &theirs)))
+        });
     let leg = Arc::new(Leg {
         offer: offer.clone(),
         audio_pt: *lock(&shared.codec),
@@ -728,6 +753,7 @@ async fn new_leg(shared: &Arc<Shared>, invite: SipMessage, from: SocketAddr, at:
         media: Mutex::new(None),
         stop: watch::channel(false).0,
         cseq: AtomicU32::new(1000),
+        srtp,
     });
     let count = {
         let mut legs = lock(&shared.legs);
