@@ -12,6 +12,15 @@
 //! - [`call`]: the menu state machine and the straight-line call flow.
 //! - [`store`]: call records in SQLite or PostgreSQL.
 //! - [`server`]: wires it all together and owns graceful shutdown.
+//!
+//! The public surface is what the binary (`src/main.rs`) and the tests in
+//! `tests/` use: the top-level modules, `admin::status` (the `hotline status`
+//! client), `media::{codec, prompts}` (the test phones' G.711 and prompt
+//! fingerprints), `sip::{limits, stack, transport::tls}` (the stack-level limit
+//! and TLS tests), and the few items those modules re-export. Everything else is
+//! `pub(crate)`; `unreachable_pub` keeps it so, and rustc then reports dead code.
+
+#![warn(unreachable_pub)]
 
 pub mod admin;
 pub mod call;

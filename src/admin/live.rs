@@ -191,7 +191,7 @@ impl Observer {
 
 /// The caller as an admin may see it: every digit but the last 4 masked
 /// ("sip:" and domains dropped), e.g. `+86 138 0013 8000` → `*********8000`.
-pub fn mask(caller: &str) -> String {
+pub(crate) fn mask(caller: &str) -> String {
     let user = caller
         .trim_start_matches("sips:")
         .trim_start_matches("sip:")

@@ -10,7 +10,7 @@
 //! - [`scrape`]: reads the rest of the daemon at each request;
 //! - [`status`]: `/status`'s shape and `hotline status`'s client and table.
 
-pub mod live;
+pub(crate) mod live;
 pub(crate) mod metrics;
 mod scrape;
 pub mod status;

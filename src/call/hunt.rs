@@ -30,7 +30,7 @@ use crate::store::AttemptResult;
 
 /// One volunteer to ring, in roster order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// The roster's id for the volunteer, for call records.
     pub volunteer_id: String,
     /// Where to send the INVITE.
@@ -42,7 +42,7 @@ pub struct Target {
 
 /// How long to wait at each step; the admin's roster settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HuntSpec {
+pub(crate) struct HuntSpec {
     /// How long one INVITE may ring before we CANCEL it and try the next volunteer.
     pub ring_timeout: Duration,
     /// How long a screened volunteer has to press 1 after answering.
@@ -61,7 +61,7 @@ impl Default for HuntSpec {
 
 /// What happened on the current attempt's leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HuntInput {
+pub(crate) enum HuntInput {
     /// A 1xx arrived (the phone rings); nothing changes, the ring timeout runs on.
     Provisional(u16),
     /// The volunteer's side sent early media; nothing changes here (the ring
@@ -92,7 +92,7 @@ pub enum HuntInput {
 
 /// What the call flow must do next, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HuntAction {
+pub(crate) enum HuntAction {
     /// Send an INVITE to `uri` for `attempt` ([`Hunt::target_of`] says whom).
     /// Following a redirect, the attempt number is repeated: still the same try at
     /// the same volunteer, and the previous INVITE already has its final response.
@@ -149,7 +149,7 @@ enum State {
 
 /// One caller's hunt through the roster. See the module docs for the driving loop.
 #[derive(Debug, Clone)]
-pub struct Hunt {
+pub(crate) struct Hunt {
     targets: Vec<Target>,
     spec: HuntSpec,
     state: State,
@@ -170,7 +170,7 @@ fn classify(status: u16) -> AttemptResult {
 
 impl Hunt {
     /// A hunt over `targets` in order, waiting for [`Hunt::start`].
-    pub fn new(targets: Vec<Target>, spec: HuntSpec) -> Hunt {
+    pub(crate) fn new(targets: Vec<Target>, spec: HuntSpec) -> Hunt {
         Hunt {
             targets,
             spec,
@@ -182,7 +182,7 @@ impl Hunt {
 
     /// Starts ringback and dials the first volunteer; with an empty roster the
     /// hunt is exhausted at once (no ringback: straight to voicemail).
-    pub fn start(&mut self, now: Instant) {
+    pub(crate) fn start(&mut self, now: Instant) {
         if self.state != State::Idle {
             return;
         }
@@ -196,7 +196,7 @@ impl Hunt {
     }
 
     /// Feeds what happened on the current attempt (see the module docs).
-    pub fn handle(&mut self, input: HuntInput, now: Instant) {
+    pub(crate) fn handle(&mut self, input: HuntInput, now: Instant) {
         match self.state {
             State::Idle => {
                 if input == HuntInput::CallerGone {
@@ -302,7 +302,7 @@ impl Hunt {
     }
 
     /// Call when [`Hunt::poll_timeout`] has passed: a ring or screening deadline.
-    pub fn timeout(&mut self, now: Instant) {
+    pub(crate) fn timeout(&mut self, now: Instant) {
         match self.state {
             State::Ringing {
                 attempt,
@@ -328,12 +328,12 @@ impl Hunt {
     }
 
     /// The next thing to do, in order; `None` when there is nothing left for now.
-    pub fn poll_action(&mut self) -> Option<HuntAction> {
+    pub(crate) fn poll_action(&mut self) -> Option<HuntAction> {
         self.actions.pop_front()
     }
 
     /// When to call [`Hunt::timeout`] next, if anything is waiting on time.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Ringing { deadline, .. } | State::Screening { deadline, .. } => Some(deadline),
             _ => None,
@@ -341,7 +341,7 @@ impl Hunt {
     }
 
     /// True once the hunt bridged, gave up, or the caller left.
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         matches!(
             self.state,
             State::Bridged { .. } | State::Exhausted | State::Abandoned
@@ -350,7 +350,8 @@ impl Hunt {
 
     /// The attempt whose INVITE or answered leg is in play; the flow drops
     /// inputs about any other attempt.
-    pub fn current_attempt(&self) -> Option<u32> {
+    #[cfg(test)]
+    pub(crate) fn current_attempt(&self) -> Option<u32> {
         match self.state {
             State::Ringing { attempt, .. } | State::Screening { attempt, .. } => Some(attempt),
             _ => None,
@@ -358,13 +359,14 @@ impl Hunt {
     }
 
     /// The volunteer rung by `attempt` (for `AttemptStarted`/`Connected` records).
-    pub fn target_of(&self, attempt: u32) -> Option<&Target> {
+    pub(crate) fn target_of(&self, attempt: u32) -> Option<&Target> {
         let index = *self.attempt_targets.get(attempt.checked_sub(1)? as usize)?;
         self.targets.get(index)
     }
 
     /// The attempt the caller was bridged to, once the hunt succeeded.
-    pub fn bridged_attempt(&self) -> Option<u32> {
+    #[cfg(test)]
+    pub(crate) fn bridged_attempt(&self) -> Option<u32> {
         match self.state {
             State::Bridged { attempt } => Some(attempt),
             _ => None,

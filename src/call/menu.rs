@@ -17,7 +17,7 @@ use crate::config::DESK_KEY;
 
 /// The menu as data, so the admin (via the config) decides keys, timeout and tries.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MenuSpec {
+pub(crate) struct MenuSpec {
     /// Keys that pick a station, including the desk key.
     pub valid_keys: Vec<char>,
     /// The duty desk: where a caller lands when no valid choice was made.
@@ -42,7 +42,7 @@ impl Default for MenuSpec {
 
 /// Which recorded prompt to play; the media layer maps it to a file per language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PromptKind {
+pub(crate) enum PromptKind {
     /// The greeting, heard once at the start of the call.
     Welcome,
     /// The list of stations and their keys.
@@ -53,7 +53,7 @@ pub enum PromptKind {
 
 /// What the call flow must do next, in the order given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MenuAction {
+pub(crate) enum MenuAction {
     /// Start playing this prompt; report its end with [`Menu::prompt_finished`].
     Play(PromptKind),
     /// Barge-in: stop the prompt playing now (do not report it as finished).
@@ -69,7 +69,7 @@ pub enum MenuAction {
 
 /// Why the menu ended, so call records can tell choices from fallbacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChoiceReason {
+pub(crate) enum ChoiceReason {
     /// The caller pressed a valid key.
     Pressed,
     /// Tries exhausted: go to the duty desk.
@@ -90,7 +90,7 @@ enum State {
 
 /// One caller's walk through the menu. See the module docs for the driving loop.
 #[derive(Debug, Clone)]
-pub struct Menu {
+pub(crate) struct Menu {
     spec: MenuSpec,
     state: State,
     failures: u32,
@@ -100,7 +100,7 @@ pub struct Menu {
 impl Menu {
     /// A menu waiting for [`Menu::start`]. `max_tries` of 0 is treated as 1 so the
     /// caller always hears the menu at least once.
-    pub fn new(spec: MenuSpec) -> Menu {
+    pub(crate) fn new(spec: MenuSpec) -> Menu {
         Menu {
             spec: MenuSpec {
                 max_tries: spec.max_tries.max(1),
@@ -113,7 +113,7 @@ impl Menu {
     }
 
     /// The call is answered: queue the welcome prompt; the menu follows when it ends.
-    pub fn start(&mut self, _now: Instant) {
+    pub(crate) fn start(&mut self, _now: Instant) {
         if self.state == State::Idle {
             self.play(PromptKind::Welcome);
         }
@@ -122,7 +122,7 @@ impl Menu {
     /// The prompt last asked for has played to its end.
     ///
     /// Must not be called for a prompt stopped by [`MenuAction::StopPrompt`].
-    pub fn prompt_finished(&mut self, now: Instant) {
+    pub(crate) fn prompt_finished(&mut self, now: Instant) {
         match self.state {
             State::Playing(PromptKind::Welcome) | State::Playing(PromptKind::Invalid) => {
                 self.play(PromptKind::Menu)
@@ -137,7 +137,7 @@ impl Menu {
     }
 
     /// The caller pressed a DTMF key. Barges in on any prompt, then the key is judged.
-    pub fn key(&mut self, key: char, _now: Instant) {
+    pub(crate) fn key(&mut self, key: char, _now: Instant) {
         match self.state {
             State::Idle | State::Done => return,
             State::Playing(_) => self.actions.push_back(MenuAction::StopPrompt),
@@ -151,7 +151,7 @@ impl Menu {
     }
 
     /// Wake-up at [`Menu::poll_timeout`]; an early call is ignored.
-    pub fn timeout(&mut self, now: Instant) {
+    pub(crate) fn timeout(&mut self, now: Instant) {
         if let State::WaitingKey { deadline } = self.state {
             if now >= deadline && self.fail() {
                 self.play(PromptKind::Menu);
@@ -160,12 +160,12 @@ impl Menu {
     }
 
     /// The next thing the call flow must do, in order; `None` when drained.
-    pub fn poll_action(&mut self) -> Option<MenuAction> {
+    pub(crate) fn poll_action(&mut self) -> Option<MenuAction> {
         self.actions.pop_front()
     }
 
     /// When [`Menu::timeout`] is due. `None` while a prompt plays: its end is an event.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::WaitingKey { deadline } => Some(deadline),
             _ => None,
@@ -173,7 +173,8 @@ impl Menu {
     }
 
     /// A station has been chosen; the call flow can move on to routing.
-    pub fn is_done(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_done(&self) -> bool {
         self.state == State::Done
     }
 

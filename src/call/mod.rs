@@ -8,16 +8,16 @@
 //!   itself. They are the only files here that call a `MediaSession`.
 //! - [`busy`] makes sure one volunteer is rung by one call at a time.
 
-pub mod bridge;
-pub mod busy;
-pub mod caller;
-pub mod flow;
-pub mod forward;
-pub mod hunt;
-pub mod menu;
-pub mod ringback;
-pub mod voicemail;
-pub mod volunteer;
+pub(crate) mod bridge;
+pub(crate) mod busy;
+pub(crate) mod caller;
+pub(crate) mod flow;
+pub(crate) mod forward;
+pub(crate) mod hunt;
+pub(crate) mod menu;
+pub(crate) mod ringback;
+pub(crate) mod voicemail;
+pub(crate) mod volunteer;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -22,11 +22,11 @@ use crate::media::prompts::Prompt;
 use crate::media::relay::RelayDirection;
 use crate::media::rtp::RtpView;
 use crate::media::socket::RtpSocket;
-pub use crate::media::{FRAME_SAMPLES as SAMPLES_PER_FRAME, PTIME};
+pub(crate) use crate::media::{FRAME_SAMPLES as SAMPLES_PER_FRAME, PTIME};
 
 /// How a playback ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PlayEnd {
+pub(crate) enum PlayEnd {
     /// The prompt played to its last frame.
     Finished,
     /// Someone stopped it (barge-in, hang-up).
@@ -44,7 +44,7 @@ struct Playback {
 /// The sending half of one call leg's RTP, shared by the call, the clock (prompts,
 /// tones) and the other leg's receive task (relayed audio). Every packet the leg
 /// hears is numbered by its one [`OutStream`] and leaves through [`StreamTx::send`].
-pub struct StreamTx {
+pub(crate) struct StreamTx {
     socket: Arc<RtpSocket>,
     /// Where to send: the SDP address at first, then wherever the caller's packets
     /// really come from (symmetric RTP, RFC 4961), which fixes NAT one-way audio.
@@ -59,7 +59,7 @@ pub struct StreamTx {
 }
 
 impl StreamTx {
-    pub fn new(socket: Arc<RtpSocket>, remote: Option<SocketAddr>, codec: Codec) -> Self {
+    pub(crate) fn new(socket: Arc<RtpSocket>, remote: Option<SocketAddr>, codec: Codec) -> Self {
         StreamTx {
             socket,
             remote,
@@ -72,18 +72,14 @@ impl StreamTx {
     }
 
     /// The leg's outgoing stream (for RTCP sender reports and tests).
-    pub fn out(&self) -> &OutStream {
+    #[cfg(test)]
+    pub(crate) fn out(&self) -> &OutStream {
         &self.out
-    }
-
-    /// Whether anything is sent (false on hold).
-    pub fn sending(&self) -> bool {
-        self.sending
     }
 
     /// Hold (false) or unhold (true). After a hold the first packet, whatever
     /// its source, starts a new talk spurt with the time of the hold in its timestamp.
-    pub fn set_sending(&mut self, sending: bool) {
+    pub(crate) fn set_sending(&mut self, sending: bool) {
         if sending != self.sending {
             self.out.switch();
         }
@@ -91,14 +87,14 @@ impl StreamTx {
     }
 
     /// Start a prompt; any prompt already playing is stopped first.
-    pub fn play(&mut self, prompt: Arc<Prompt>) -> oneshot::Receiver<PlayEnd> {
+    pub(crate) fn play(&mut self, prompt: Arc<Prompt>) -> oneshot::Receiver<PlayEnd> {
         let (tx, rx) = oneshot::channel();
         self.start(prompt, false, Some(tx));
         rx
     }
 
     /// Play a prompt over and over (ringback) until stopped.
-    pub fn play_looped(&mut self, prompt: Arc<Prompt>) {
+    pub(crate) fn play_looped(&mut self, prompt: Arc<Prompt>) {
         self.start(prompt, true, None);
     }
 
@@ -113,18 +109,13 @@ impl StreamTx {
         });
     }
 
-    /// Whether a prompt or tone is playing.
-    pub fn is_playing(&self) -> bool {
-        self.playing.is_some()
-    }
-
     /// This leg's RTP socket (where SRTP is keyed).
-    pub fn socket(&self) -> Arc<RtpSocket> {
+    pub(crate) fn socket(&self) -> Arc<RtpSocket> {
         self.socket.clone()
     }
 
     /// Stop whatever is playing (barge-in); what comes next starts a new talk spurt.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut p) = self.playing.take() {
             self.out.switch();
             if let Some(done) = p.done.take() {
@@ -134,14 +125,15 @@ impl StreamTx {
     }
 
     /// Another source feeds the stream from now on (a bridge, early media).
-    pub fn switch(&mut self) {
+    pub(crate) fn switch(&mut self) {
         self.out.switch();
     }
 
     /// Relay one packet received on the other leg into this one; true if sent.
     /// Nothing is numbered while nothing can be sent (on hold, no address yet),
     /// so the far end never sees a gap for packets it was never going to get.
-    pub fn relay(
+    #[cfg(test)]
+    pub(crate) fn relay(
         &mut self,
         legs: &RelayDirection,
         packet: &[u8],
@@ -159,7 +151,7 @@ impl StreamTx {
     }
 
     /// [`relay`](Self::relay) for a packet the receive side already classified.
-    pub fn relay_view(
+    pub(crate) fn relay_view(
         &mut self,
         legs: &RelayDirection,
         rtp: &RtpView<'_>,
@@ -225,7 +217,7 @@ fn send(socket: &RtpSocket, packet: &[u8], remote: SocketAddr) {
 
 /// Figures the clock keeps about itself, for the benchmark and the shutdown log.
 #[derive(Debug, Default)]
-pub struct ClockStats {
+pub(crate) struct ClockStats {
     /// Phase ticks run (one every millisecond).
     pub ticks: AtomicU64,
     /// Packets sent.
@@ -240,20 +232,20 @@ pub struct ClockStats {
 /// millisecond, so each tick sends about 1/20 of the packets: with 2,000 calls,
 /// 100 sends a millisecond instead of 2,000 in a burst that would leave the last
 /// ones 10 ms late.
-pub const PHASES: usize = 20;
+pub(crate) const PHASES: usize = 20;
 
 type Registry = Mutex<Vec<Vec<(u64, Weak<Mutex<StreamTx>>)>>>;
 
 /// The shared clock. Cloning is cheap; its thread lives while any clone does.
 #[derive(Clone)]
-pub struct MediaClock {
+pub(crate) struct MediaClock {
     streams: Arc<Registry>,
     next_id: Arc<AtomicU64>,
     pub stats: Arc<ClockStats>,
 }
 
 /// Keeps a stream registered with the clock; dropping it unregisters.
-pub struct Registration {
+pub(crate) struct Registration {
     id: u64,
     phase: usize,
     streams: Weak<Registry>,
@@ -274,7 +266,7 @@ impl Drop for Registration {
 impl MediaClock {
     /// Start the clock on a thread of its own, so SIP work on the async runtime
     /// never delays a packet.
-    pub fn start() -> MediaClock {
+    pub(crate) fn start() -> MediaClock {
         let clock = MediaClock {
             streams: Arc::new(Mutex::new(vec![Vec::new(); PHASES])),
             next_id: Arc::new(AtomicU64::new(1)),
@@ -292,7 +284,7 @@ impl MediaClock {
     }
 
     /// Put a stream on the clock, in the phase with the fewest streams.
-    pub fn register(&self, stream: &Arc<Mutex<StreamTx>>) -> Registration {
+    pub(crate) fn register(&self, stream: &Arc<Mutex<StreamTx>>) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut phase = 0;
         if let Ok(mut s) = self.streams.lock() {

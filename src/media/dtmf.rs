@@ -12,19 +12,20 @@ const KEYS: [char; 16] = [
 ];
 
 /// Maps an RFC 4733 event code to its key; `None` for non-DTMF events (flash, tones).
-pub fn event_to_key(event: u8) -> Option<char> {
+pub(crate) fn event_to_key(event: u8) -> Option<char> {
     KEYS.get(event as usize).copied()
 }
 
 /// Maps a key (`0-9 * # A-D`, letters in either case) to its RFC 4733 event code.
-pub fn key_to_event(key: char) -> Option<u8> {
+pub(crate) fn key_to_event(key: char) -> Option<u8> {
     let key = key.to_ascii_uppercase();
     KEYS.iter().position(|&k| k == key).map(|i| i as u8)
 }
 
 /// Builds an RFC 4733 section 2.3 payload (event, E bit, volume in -dBm0,
 /// duration in timestamp units), for test phones and for relaying keys.
-pub fn encode_event(key_event: u8, end: bool, volume: u8, duration: u16) -> [u8; 4] {
+#[cfg(test)]
+pub(crate) fn encode_event(key_event: u8, end: bool, volume: u8, duration: u16) -> [u8; 4] {
     let d = duration.to_be_bytes();
     [
         key_event,
@@ -45,20 +46,20 @@ const EVENT_HISTORY: usize = 4;
 /// reported on the first packet seen, without waiting for the end bit, so a
 /// caller can barge into a prompt immediately.
 #[derive(Debug, Clone, Default)]
-pub struct Rfc4733Detector {
+pub(crate) struct Rfc4733Detector {
     recent: [Option<u32>; EVENT_HISTORY],
     next: usize,
 }
 
 impl Rfc4733Detector {
     /// A detector that has seen no events yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Feeds one telephone-event payload; returns the key if this packet
     /// starts a press not seen before.
-    pub fn on_packet(&mut self, rtp_timestamp: u32, payload: &[u8]) -> Option<char> {
+    pub(crate) fn on_packet(&mut self, rtp_timestamp: u32, payload: &[u8]) -> Option<char> {
         if payload.len() < 4 {
             return None;
         }
@@ -155,7 +156,7 @@ fn analyse_block(block: &[f64]) -> Option<char> {
 /// reported once it is present in two consecutive blocks, and reported again
 /// only after a block without it (a gap or another key).
 #[derive(Debug, Clone)]
-pub struct InbandDetector {
+pub(crate) struct InbandDetector {
     block: [f64; BLOCK],
     fill: usize,
     last: Option<char>,
@@ -172,7 +173,7 @@ impl Default for InbandDetector {
 
 impl InbandDetector {
     /// A detector with an empty block and no key held.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         InbandDetector {
             block: [0.0; BLOCK],
             fill: 0,
@@ -186,7 +187,7 @@ impl InbandDetector {
     /// Feeds samples of any length; returns a newly pressed key. If one chunk
     /// completes more than one key (chunks over ~60 ms), the later ones are
     /// returned by the following calls (an empty slice will do).
-    pub fn push(&mut self, samples: &[i16]) -> Option<char> {
+    pub(crate) fn push(&mut self, samples: &[i16]) -> Option<char> {
         for &s in samples {
             self.block[self.fill] = f64::from(s);
             self.fill += 1;
@@ -220,7 +221,8 @@ impl InbandDetector {
 
 /// Generates a DTMF tone at 8 kHz for test phones: both tones at half of
 /// `amplitude` each, so the sum never exceeds it. Unknown keys give silence.
-pub fn tone_samples(key: char, ms: u32, amplitude: i16) -> Vec<i16> {
+#[cfg(test)]
+pub(crate) fn tone_samples(key: char, ms: u32, amplitude: i16) -> Vec<i16> {
     let n = (ms as usize) * 8;
     let key = key.to_ascii_uppercase();
     let pos = KEYPAD
@@ -248,7 +250,7 @@ pub fn tone_samples(key: char, ms: u32, amplitude: i16) -> Vec<i16> {
 /// `application/dtmf-relay` carries `Signal=5` lines (keys case-insensitive,
 /// `Signal=10`/`11` meaning `*`/`#`); `application/dtmf` carries the bare key.
 /// Content-type parameters after `;` are ignored.
-pub fn parse_info_body(content_type: &str, body: &[u8]) -> Option<char> {
+pub(crate) fn parse_info_body(content_type: &str, body: &[u8]) -> Option<char> {
     let mime = content_type.split(';').next().unwrap_or("").trim();
     let text = std::str::from_utf8(body).ok()?;
     if mime.eq_ignore_ascii_case("application/dtmf-relay") {

@@ -2,20 +2,20 @@
 
 use std::time::Duration;
 
-pub mod clock;
+pub(crate) mod clock;
 pub mod codec;
-pub mod dtmf;
-pub mod outstream;
+pub(crate) mod dtmf;
+pub(crate) mod outstream;
 pub mod prompts;
-pub mod receiver;
-pub mod recorder;
-pub mod relay;
-pub mod rtp;
-pub mod rxstats;
-pub mod session;
-pub mod socket;
-pub mod srtp;
-pub mod tone;
+pub(crate) mod receiver;
+pub(crate) mod recorder;
+pub(crate) mod relay;
+pub(crate) mod rtp;
+pub(crate) mod rxstats;
+pub(crate) mod session;
+pub(crate) mod socket;
+pub(crate) mod srtp;
+pub(crate) mod tone;
 
 /// Sample rate of everything on the wire: G.711 and telephone-event (RFC 3551, RFC 4733).
 pub const SAMPLE_RATE: u32 = 8000;

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use super::codec::transcode;
 use super::relay::RelayDirection;
-use super::rtp::{parse, write_header, RtpView, RTP_HEADER_LEN};
+use super::rtp::{write_header, RtpView, RTP_HEADER_LEN};
 use super::{FRAME_SAMPLES, SAMPLE_RATE};
 
 /// A jump forward larger than this within one SSRC is a stream restart, not
@@ -55,7 +55,7 @@ enum Source {
 
 /// What was sent, for RTCP sender reports (RFC 3550 section 6.4.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SentStats {
+pub(crate) struct SentStats {
     /// Packets sent.
     pub packets: u32,
     /// Payload octets sent (headers not counted).
@@ -66,7 +66,7 @@ pub struct SentStats {
 
 /// The one owner of a leg's outgoing SSRC, sequence number and timestamp.
 #[derive(Debug, Clone)]
-pub struct OutStream {
+pub(crate) struct OutStream {
     ssrc: u32,
     source: Source,
     /// Seq of the next packet if it follows the newest one sent.
@@ -89,7 +89,7 @@ fn ts_after(a: u32, b: u32) -> bool {
 
 impl OutStream {
     /// A stream whose first packet carries `seq` and `ts` and every packet `ssrc`.
-    pub fn new(ssrc: u32, seq: u16, ts: u32) -> Self {
+    pub(crate) fn new(ssrc: u32, seq: u16, ts: u32) -> Self {
         OutStream {
             ssrc,
             source: Source::None,
@@ -103,17 +103,13 @@ impl OutStream {
     }
 
     /// A stream with random SSRC, sequence number and timestamp (RFC 3550 section 5.1).
-    pub fn random() -> Self {
+    pub(crate) fn random() -> Self {
         OutStream::new(rand::random(), rand::random(), rand::random())
     }
 
-    /// The SSRC of the stream (for RTCP and tests).
-    pub fn ssrc(&self) -> u32 {
-        self.ssrc
-    }
-
     /// Packets and octets sent so far.
-    pub fn sent(&self) -> SentStats {
+    #[cfg(test)]
+    pub(crate) fn sent(&self) -> SentStats {
         SentStats {
             end_ts: self.end_ts,
             ..self.sent
@@ -122,7 +118,8 @@ impl OutStream {
 
     /// The RTP timestamp that corresponds to `now` (for an RTCP sender report):
     /// the end of the newest media plus the time since it was sent.
-    pub fn ts_at(&self, now: Instant) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn ts_at(&self, now: Instant) -> u32 {
         match self.last_sent {
             Some(last) => self
                 .end_ts
@@ -135,7 +132,7 @@ impl OutStream {
     /// A different source feeds the stream from now on (a prompt starts, ringback,
     /// early media, a bridge, a new volunteer, unhold): its first packet starts a
     /// new mapping with the marker set, even if it reuses an SSRC.
-    pub fn switch(&mut self) {
+    pub(crate) fn switch(&mut self) {
         if matches!(self.source, Source::Remote { .. }) {
             self.source = Source::Local;
         }
@@ -163,14 +160,15 @@ impl OutStream {
     /// while a source change (new SSRC, after local frames or a [`switch`](Self::switch),
     /// or a seq jump of a restarted sender) continues from the last packet sent
     /// with the marker bit set.
-    pub fn forward(
+    #[cfg(test)]
+    pub(crate) fn forward(
         &mut self,
         legs: &RelayDirection,
         packet: &[u8],
         now: Instant,
         out: &mut [u8],
     ) -> Option<usize> {
-        let rtp = parse(packet)?;
+        let rtp = super::rtp::parse(packet)?;
         let audio = legs.from.accepts_audio(rtp.payload_type);
         if !audio && !legs.from.accepts_event(rtp.payload_type) {
             self.consume_dropped(rtp.ssrc, rtp.seq);
@@ -182,7 +180,7 @@ impl OutStream {
     /// [`forward`](Self::forward) for a packet the receive side already parsed
     /// and classified (`audio`, else telephone-event) by the `from` leg's
     /// payload types, in either side's numbering.
-    pub fn forward_view(
+    pub(crate) fn forward_view(
         &mut self,
         legs: &RelayDirection,
         rtp: &RtpView<'_>,
@@ -317,14 +315,27 @@ impl OutStream {
     /// consecutive; after a gap longer than two frames, or after relayed
     /// packets, the timestamp jumps by the time that passed and the marker is
     /// set; after a [`switch`](Self::switch) the marker is set.
-    pub fn local_frame(&mut self, pt: u8, payload: &[u8], now: Instant, out: &mut [u8]) -> usize {
+    #[cfg(test)]
+    pub(crate) fn local_frame(
+        &mut self,
+        pt: u8,
+        payload: &[u8],
+        now: Instant,
+        out: &mut [u8],
+    ) -> usize {
         self.local(pt, payload, now, out, false)
     }
 
     /// The next frame of a playback already under way (the clock's next tick):
     /// contiguous in media time even when the tick ran late, so a stalled clock
     /// never cuts a silence into a prompt. A switch still starts a new spurt.
-    pub fn next_frame(&mut self, pt: u8, payload: &[u8], now: Instant, out: &mut [u8]) -> usize {
+    pub(crate) fn next_frame(
+        &mut self,
+        pt: u8,
+        payload: &[u8],
+        now: Instant,
+        out: &mut [u8],
+    ) -> usize {
         self.local(pt, payload, now, out, true)
     }
 

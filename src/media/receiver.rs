@@ -34,7 +34,7 @@ const RELATCH_GRACE: Duration = Duration::from_millis(500);
 
 /// What the receive side needs to know about the leg's negotiation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RxMedia {
+pub(crate) struct RxMedia {
     pub codec: Codec,
     /// The payload types that carry `codec`: the peer's number and ours
     /// (they differ when the two SDPs mapped it differently).
@@ -45,7 +45,7 @@ pub struct RxMedia {
 
 impl RxMedia {
     /// Static payload type for `codec`, one telephone-event number.
-    pub fn new(codec: Codec, telephone_event: Option<u8>) -> RxMedia {
+    pub(crate) fn new(codec: Codec, telephone_event: Option<u8>) -> RxMedia {
         RxMedia {
             codec,
             audio_pts: [codec.payload_type(); 2],
@@ -64,7 +64,7 @@ impl RxMedia {
 
 /// A packet of the leg's own stream, as the caller of `handle_packet` sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Accepted<'a> {
+pub(crate) struct Accepted<'a> {
     /// The parsed packet.
     pub rtp: RtpView<'a>,
     /// Audio in the leg's codec (else telephone-event).
@@ -76,7 +76,7 @@ pub struct Accepted<'a> {
 }
 
 /// One leg's receive side.
-pub struct Receiver {
+pub(crate) struct Receiver {
     media: RxMedia,
     /// Run the Goertzel detector on audio (the peer sends keys as sound).
     inband: bool,
@@ -107,7 +107,7 @@ pub struct Receiver {
 
 impl Receiver {
     /// A receiver for `media`; the RTP timeout counts from `armed_at` if given.
-    pub fn new(
+    pub(crate) fn new(
         media: RxMedia,
         inband: bool,
         rtp_timeout: Duration,
@@ -134,14 +134,14 @@ impl Receiver {
     }
 
     /// The negotiated payload types, after an answer or re-INVITE.
-    pub fn set_media(&mut self, media: RxMedia, inband: bool) {
+    pub(crate) fn set_media(&mut self, media: RxMedia, inband: bool) {
         self.media = media;
         self.inband = inband;
     }
 
     /// What the leg's SDP says now: where it sends from (`remote`) and whether it
     /// put us on hold (`sending` false). A new address lets the stream re-latch.
-    pub fn set_remote(&mut self, remote: Option<SocketAddr>, sending: bool) {
+    pub(crate) fn set_remote(&mut self, remote: Option<SocketAddr>, sending: bool) {
         self.on_hold = !sending;
         if remote.is_some() && remote != self.remote {
             // The first address we learn (a volunteer's answer) is no move: a
@@ -155,23 +155,23 @@ impl Receiver {
     }
 
     /// Whether in-band keys matter now (menu, screening) or not (the bridge).
-    pub fn want_keys(&mut self, wanted: bool) {
+    pub(crate) fn want_keys(&mut self, wanted: bool) {
         self.keys_wanted = wanted;
     }
 
     /// Start (or restart) the RTP timeout at `now`: the volunteer answered.
-    pub fn arm(&mut self, now: Instant) {
+    pub(crate) fn arm(&mut self, now: Instant) {
         self.armed_at = Some(now);
     }
 
     /// Whether the media is being checked for keys by ear (for tests and logs).
-    pub fn inband_running(&self) -> bool {
+    pub(crate) fn inband_running(&self) -> bool {
         self.inband && self.keys_wanted
     }
 
     /// One datagram from `from` at `now`: the packet if it is this leg's stream
     /// and a negotiated payload type, else `None` (dropped).
-    pub fn handle_packet<'a>(
+    pub(crate) fn handle_packet<'a>(
         &mut self,
         now: Instant,
         from: SocketAddr,
@@ -232,13 +232,14 @@ impl Receiver {
     }
 
     /// What the leg's stream looked like on arrival (for RTCP reports).
-    pub fn stats(&self) -> &RxStats {
+    #[cfg(test)]
+    pub(crate) fn stats(&self) -> &RxStats {
         &self.stats
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next run; None while
     /// nothing is due (not armed, or already timed out).
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         if self.timed_out {
             return None;
         }
@@ -249,7 +250,7 @@ impl Receiver {
 
     /// Time passed: the RTP timeout, once, unless the call is on hold (then
     /// the silence is legitimate and the count starts again).
-    pub fn handle_timeout(&mut self, now: Instant) -> Option<MediaEvent> {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Option<MediaEvent> {
         let due = self.poll_timeout()?;
         if now < due {
             return None;

@@ -18,7 +18,7 @@ const MAX_ID_CHARS: usize = 64;
 /// Why a voicemail could not be saved; each variant names the path, since the
 /// admin fixes these (permissions, full disk) on that folder.
 #[derive(Debug, thiserror::Error)]
-pub enum RecorderError {
+pub(crate) enum RecorderError {
     /// The day's folder could not be created.
     #[error("cannot create voicemail folder {}: {source}", path.display())]
     CreateDir {
@@ -50,14 +50,14 @@ pub enum RecorderError {
 
 /// One voicemail being recorded: 8 kHz mono PCM, at most `max` long.
 #[derive(Debug, Clone)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     pcm: Vec<i16>,
     max_samples: usize,
 }
 
 impl Recorder {
     /// A recorder that keeps at most `max` of audio (the admin's voicemail limit).
-    pub fn new(max: Duration) -> Self {
+    pub(crate) fn new(max: Duration) -> Self {
         let max_samples =
             usize::try_from(max.as_millis() * u128::from(PROMPT_RATE) / 1000).unwrap_or(usize::MAX);
         Recorder {
@@ -70,7 +70,7 @@ impl Recorder {
     /// Decodes one G.711 RTP payload and appends it. Returns `false` once the
     /// maximum length is reached (the rest of this payload is discarded), so
     /// the call flow can play a goodbye and hang up.
-    pub fn push_rtp_payload(&mut self, codec: Codec, payload: &[u8]) -> bool {
+    pub(crate) fn push_rtp_payload(&mut self, codec: Codec, payload: &[u8]) -> bool {
         let room = self.max_samples.saturating_sub(self.pcm.len());
         let take = payload.len().min(room);
         let start = self.pcm.len();
@@ -80,24 +80,25 @@ impl Recorder {
     }
 
     /// How much audio has been recorded.
-    pub fn duration(&self) -> Duration {
+    pub(crate) fn duration(&self) -> Duration {
         Duration::from_micros(self.pcm.len() as u64 * 1_000_000 / u64::from(PROMPT_RATE))
     }
 
     /// True once the maximum length is reached.
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.pcm.len() >= self.max_samples
     }
 
     /// The recorded audio, 8 kHz mono.
-    pub fn samples(&self) -> &[i16] {
+    #[cfg(test)]
+    pub(crate) fn samples(&self) -> &[i16] {
         &self.pcm
     }
 
     /// Writes the recording as an 8 kHz mono 16-bit WAV at `path`, creating
     /// its folder. The file is written under a `.part` name and renamed at the
     /// end, so whoever collects voicemails never picks up half a file.
-    pub fn write_wav(&self, path: &Path) -> Result<(), RecorderError> {
+    pub(crate) fn write_wav(&self, path: &Path) -> Result<(), RecorderError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| RecorderError::CreateDir {
                 path: dir.to_path_buf(),
@@ -144,7 +145,7 @@ impl Recorder {
 /// The Call-ID comes from the network, so it is reduced to `[A-Za-z0-9._-]`
 /// (anything else becomes `_`) and cut to 64 characters: it can never name
 /// another folder or escape `dir`.
-pub fn voicemail_path(dir: &Path, call_id: &str, at: DateTime<Utc>) -> PathBuf {
+pub(crate) fn voicemail_path(dir: &Path, call_id: &str, at: DateTime<Utc>) -> PathBuf {
     let mut id: String = call_id
         .chars()
         .take(MAX_ID_CHARS)

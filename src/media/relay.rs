@@ -13,7 +13,7 @@ use super::codec::Codec;
 
 /// What one leg negotiated in SDP, as far as the relay cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LegMedia {
+pub(crate) struct LegMedia {
     /// The audio codec this leg speaks.
     pub codec: Codec,
     /// The payload type this leg negotiated for `codec` (static 0/8 in practice,
@@ -25,7 +25,8 @@ pub struct LegMedia {
 
 impl LegMedia {
     /// A leg using the static payload type of `codec`.
-    pub fn new(codec: Codec, telephone_event: Option<u8>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(codec: Codec, telephone_event: Option<u8>) -> Self {
         LegMedia {
             codec,
             payload_type: codec.payload_type(),
@@ -34,19 +35,21 @@ impl LegMedia {
     }
 
     /// Whether `pt` is this leg's audio.
-    pub fn accepts_audio(&self, pt: u8) -> bool {
+    #[cfg(test)]
+    pub(crate) fn accepts_audio(&self, pt: u8) -> bool {
         pt == self.payload_type
     }
 
     /// Whether `pt` is this leg's telephone-event.
-    pub fn accepts_event(&self, pt: u8) -> bool {
+    #[cfg(test)]
+    pub(crate) fn accepts_event(&self, pt: u8) -> bool {
         self.telephone_event == Some(pt)
     }
 }
 
 /// One direction of the relay: packets from leg `from` rewritten for leg `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RelayDirection {
+pub(crate) struct RelayDirection {
     /// How the packets we receive are read.
     pub from: LegMedia,
     /// How the packets we send are written.
@@ -55,7 +58,7 @@ pub struct RelayDirection {
 
 impl RelayDirection {
     /// Packets of `from` rewritten for `to`.
-    pub fn new(from: LegMedia, to: LegMedia) -> Self {
+    pub(crate) fn new(from: LegMedia, to: LegMedia) -> Self {
         RelayDirection { from, to }
     }
 }

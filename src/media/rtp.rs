@@ -3,17 +3,15 @@
 //! Parsing wraps `rtp_rs::RtpReader`; writing is a fixed 12-byte header, since
 //! we never send CSRCs, extensions or padding.
 
-use super::dtmf::encode_event;
-
 /// Length of the fixed RTP header we write (RFC 3550 section 5.1, no CSRC).
-pub const RTP_HEADER_LEN: usize = 12;
+pub(crate) const RTP_HEADER_LEN: usize = 12;
 
 /// Writes a version-2 RTP header with no padding, extension or CSRC into
 /// `buf[..12]`, so a packet is one header write plus a payload copy.
 ///
 /// Panics if `buf` is shorter than [`RTP_HEADER_LEN`]: buffers are ours, so
 /// that is a programming error, not bad input.
-pub fn write_header(
+pub(crate) fn write_header(
     buf: &mut [u8],
     marker: bool,
     payload_type: u8,
@@ -32,7 +30,7 @@ pub fn write_header(
 /// A validated, borrowed view of a received RTP packet: the fields the media
 /// path needs, with CSRCs, header extension and padding already stripped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RtpView<'a> {
+pub(crate) struct RtpView<'a> {
     /// Payload type (RFC 3551): picks the codec or the telephone-event handler.
     pub payload_type: u8,
     /// Marker bit: start of a talk spurt, or the first packet of an RFC 4733 event.
@@ -50,7 +48,7 @@ pub struct RtpView<'a> {
 /// Parses an RTP packet from the network; `None` for anything malformed
 /// (too short, version not 2, truncated CSRC/extension, bad padding), so a
 /// stray UDP datagram is dropped instead of crashing a call.
-pub fn parse(buf: &[u8]) -> Option<RtpView<'_>> {
+pub(crate) fn parse(buf: &[u8]) -> Option<RtpView<'_>> {
     let r = rtp_rs::RtpReader::new(buf).ok()?;
     Some(RtpView {
         payload_type: r.payload_type(),
@@ -60,126 +58,6 @@ pub fn parse(buf: &[u8]) -> Option<RtpView<'_>> {
         ssrc: r.ssrc(),
         payload: r.payload(),
     })
-}
-
-/// The sending side of one RTP stream: keeps SSRC, sequence number and
-/// timestamp consistent across audio, silence and DTMF events, without I/O.
-#[derive(Debug, Clone)]
-pub struct RtpSender {
-    ssrc: u32,
-    seq: u16,
-    timestamp: u32,
-    pending_marker: bool,
-    /// Timestamp of the RFC 4733 event in progress (all its packets share it).
-    event_ts: Option<u32>,
-}
-
-impl RtpSender {
-    /// Starts a stream; seq and timestamp should be random (RFC 3550 section 5.1).
-    /// The first packet carries the marker, as it begins a talk spurt.
-    pub fn new(ssrc: u32, initial_seq: u16, initial_ts: u32) -> Self {
-        RtpSender {
-            ssrc,
-            seq: initial_seq,
-            timestamp: initial_ts,
-            pending_marker: true,
-            event_ts: None,
-        }
-    }
-
-    /// The SSRC this stream sends with (for SDP/RTCP and tests).
-    pub fn ssrc(&self) -> u32 {
-        self.ssrc
-    }
-
-    /// Sequence number the next packet will carry.
-    pub fn seq(&self) -> u16 {
-        self.seq
-    }
-
-    /// Timestamp the next audio packet will carry.
-    pub fn timestamp(&self) -> u32 {
-        self.timestamp
-    }
-
-    /// Writes header + payload into `buf` and returns the packet length;
-    /// advances seq by 1 and the timestamp by `samples`.
-    ///
-    /// Panics if `buf` cannot hold `RTP_HEADER_LEN + payload.len()` bytes
-    /// (our own buffer, so a programming error).
-    pub fn next_packet(
-        &mut self,
-        buf: &mut [u8],
-        payload_type: u8,
-        payload: &[u8],
-        samples: u32,
-    ) -> usize {
-        let len = RTP_HEADER_LEN + payload.len();
-        write_header(
-            buf,
-            self.pending_marker,
-            payload_type,
-            self.seq,
-            self.timestamp,
-            self.ssrc,
-        );
-        buf[RTP_HEADER_LEN..len].copy_from_slice(payload);
-        self.pending_marker = false;
-        self.seq = self.seq.wrapping_add(1);
-        self.timestamp = self.timestamp.wrapping_add(samples);
-        len
-    }
-
-    /// Marks the next audio packet as the start of a talk spurt (RFC 3551
-    /// section 4.1), e.g. when a prompt starts after silence, so the far
-    /// end's jitter buffer can resynchronise.
-    pub fn start_talkspurt(&mut self) {
-        self.pending_marker = true;
-    }
-
-    /// Advances the timestamp over `samples` of time that we do not send
-    /// (silence suppression, or the duration of a DTMF event), keeping the
-    /// media clock honest.
-    pub fn skip(&mut self, samples: u32) {
-        self.timestamp = self.timestamp.wrapping_add(samples);
-    }
-
-    /// Writes one RFC 4733 telephone-event packet and returns its length.
-    ///
-    /// All packets of one event carry the timestamp at which the event began
-    /// and the first carries the marker (RFC 4733 section 2.5.1). Call it every
-    /// 50 ms or so with the growing `duration` (in samples), call
-    /// [`skip`](Self::skip) for the time that passes, send the `end` packet three
-    /// times, then call [`end_event`](Self::end_event).
-    pub fn next_event_packet(
-        &mut self,
-        buf: &mut [u8],
-        payload_type: u8,
-        key_event: u8,
-        end: bool,
-        volume: u8,
-        duration: u16,
-    ) -> usize {
-        let (ts, marker) = match self.event_ts {
-            Some(ts) => (ts, false),
-            None => {
-                self.event_ts = Some(self.timestamp);
-                (self.timestamp, true)
-            }
-        };
-        write_header(buf, marker, payload_type, self.seq, ts, self.ssrc);
-        let payload = encode_event(key_event, end, volume, duration);
-        buf[RTP_HEADER_LEN..RTP_HEADER_LEN + 4].copy_from_slice(&payload);
-        self.seq = self.seq.wrapping_add(1);
-        RTP_HEADER_LEN + 4
-    }
-
-    /// Closes the current RFC 4733 event, so the next event packet starts a
-    /// new event at the current timestamp, and audio after it starts a talk spurt.
-    pub fn end_event(&mut self) {
-        self.event_ts = None;
-        self.pending_marker = true;
-    }
 }
 
 #[cfg(test)]
@@ -247,66 +125,6 @@ mod tests {
         ext[14] = 0;
         ext[15] = 5;
         assert!(parse(&ext).is_none(), "extension runs past the end");
-    }
-
-    #[test]
-    fn marker_only_on_first_packet_of_talkspurt() {
-        let mut s = RtpSender::new(7, 100, 1000);
-        let mut buf = [0u8; 200];
-        let payload = [0xFFu8; 160];
-        let mut markers = Vec::new();
-        for i in 0..5 {
-            if i == 3 {
-                s.skip(480);
-                s.start_talkspurt();
-            }
-            let n = s.next_packet(&mut buf, 0, &payload, 160);
-            assert_eq!(n, 172);
-            let v = parse(&buf[..n]).expect("own packet parses");
-            markers.push((v.marker, v.seq, v.timestamp));
-        }
-        assert_eq!(
-            markers,
-            vec![
-                (true, 100, 1000),
-                (false, 101, 1160),
-                (false, 102, 1320),
-                (true, 103, 1960),
-                (false, 104, 2120),
-            ]
-        );
-    }
-
-    #[test]
-    fn seq_and_timestamp_wrap() {
-        let mut s = RtpSender::new(1, 65535, u32::MAX - 100);
-        let mut buf = [0u8; 200];
-        let n = s.next_packet(&mut buf, 0, &[0; 160], 160);
-        assert_eq!(parse(&buf[..n]).map(|v| v.seq), Some(65535));
-        let n = s.next_packet(&mut buf, 0, &[0; 160], 160);
-        let v = parse(&buf[..n]).expect("parses");
-        assert_eq!(v.seq, 0);
-        assert_eq!(v.timestamp, 59);
-    }
-
-    #[test]
-    fn event_packets_share_timestamp_and_mark_first() {
-        let mut s = RtpSender::new(1, 10, 8000);
-        let mut buf = [0u8; 200];
-        let mut seen = Vec::new();
-        for (end, dur) in [(false, 400u16), (false, 800), (true, 960), (true, 960)] {
-            let n = s.next_event_packet(&mut buf, 101, 5, end, 10, dur);
-            s.skip(if end { 0 } else { 400 });
-            let v = parse(&buf[..n]).expect("parses");
-            seen.push((v.marker, v.seq, v.timestamp, v.payload.to_vec()));
-        }
-        s.end_event();
-        assert!(seen.iter().all(|p| p.2 == 8000));
-        assert_eq!(seen.iter().filter(|p| p.0).count(), 1);
-        assert_eq!(seen[2].3, vec![5, 0x80 | 10, 0x03, 0xC0]);
-        let n = s.next_packet(&mut buf, 0, &[0; 160], 160);
-        let v = parse(&buf[..n]).expect("parses");
-        assert_eq!((v.marker, v.seq, v.timestamp), (true, 14, 8800));
     }
 
     proptest! {

@@ -12,7 +12,7 @@ const MAX_DROPOUT: u16 = 3000;
 
 /// Reception statistics of one leg's incoming stream.
 #[derive(Debug, Clone, Default)]
-pub struct RxStats {
+pub(crate) struct RxStats {
     /// The source being counted; a new SSRC starts its counts afresh.
     ssrc: Option<u32>,
     base_seq: u32,
@@ -33,7 +33,7 @@ pub struct RxStats {
 
 impl RxStats {
     /// One audio packet of `ssrc` with `seq` and timestamp `ts`, arriving at `now`.
-    pub fn on_packet(&mut self, ssrc: u32, seq: u16, ts: u32, now: Instant) {
+    pub(crate) fn on_packet(&mut self, ssrc: u32, seq: u16, ts: u32, now: Instant) {
         let epoch = *self.epoch.get_or_insert(now);
         let arrival = (now.saturating_duration_since(epoch).as_micros() as u64
             * u64::from(SAMPLE_RATE)
@@ -81,27 +81,32 @@ impl RxStats {
     }
 
     /// Packets received from the leg.
-    pub fn received(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn received(&self) -> u32 {
         self.received_before + self.received
     }
 
     /// Packets lost (expected minus received; negative with duplicates, RFC 3550 6.4.1).
-    pub fn lost(&self) -> i64 {
+    #[cfg(test)]
+    pub(crate) fn lost(&self) -> i64 {
         self.lost_before + self.lost_this_source()
     }
 
     /// Extended highest sequence number received (for a report block).
-    pub fn extended_max_seq(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn extended_max_seq(&self) -> u32 {
         self.cycles + u32::from(self.max_seq)
     }
 
     /// Interarrival jitter in timestamp units (1/8000 s for G.711).
-    pub fn jitter(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn jitter(&self) -> u32 {
         self.jitter16 >> 4
     }
 
     /// The source counted now.
-    pub fn ssrc(&self) -> Option<u32> {
+    #[cfg(test)]
+    pub(crate) fn ssrc(&self) -> Option<u32> {
         self.ssrc
     }
 }

@@ -19,14 +19,14 @@ use crate::media::socket::RtpSocket;
 
 /// How a key reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DtmfMethod {
+pub(crate) enum DtmfMethod {
     Rfc4733,
     Inband,
     SipInfo,
 }
 
 impl DtmfMethod {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DtmfMethod::Rfc4733 => "rfc4733",
             DtmfMethod::Inband => "inband",
@@ -37,7 +37,7 @@ impl DtmfMethod {
 
 /// What the receive side reports to the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MediaEvent {
+pub(crate) enum MediaEvent {
     Dtmf(char, DtmfMethod),
     /// No RTP for the configured time: the caller is most likely gone (no BYE came).
     RtpTimeout,
@@ -45,7 +45,7 @@ pub enum MediaEvent {
 
 /// What [`MediaSession::next`] hands the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MediaInput {
+pub(crate) enum MediaInput {
     /// A key or the RTP timeout; None when the receive task is gone.
     Event(Option<MediaEvent>),
     /// The prompt played to its last frame.
@@ -69,13 +69,13 @@ async fn wait_playback(playing: &mut Option<oneshot::Receiver<PlayEnd>>) {
 
 /// Errors opening media.
 #[derive(Debug, thiserror::Error)]
-pub enum MediaError {
+pub(crate) enum MediaError {
     #[error("no free RTP port pair in {0}-{1} (all in use)")]
     NoPorts(u16, u16),
 }
 
 /// Hands out even RTP ports (RTCP on the odd one above) from the configured range.
-pub struct PortPool {
+pub(crate) struct PortPool {
     ip: IpAddr,
     first: u16,
     last: u16,
@@ -83,7 +83,7 @@ pub struct PortPool {
 }
 
 impl PortPool {
-    pub fn new(ip: IpAddr, first: u16, last: u16) -> Self {
+    pub(crate) fn new(ip: IpAddr, first: u16, last: u16) -> Self {
         let first = first + (first % 2);
         PortPool {
             ip,
@@ -94,7 +94,7 @@ impl PortPool {
     }
 
     /// Bind the next free pair; a port someone else holds is skipped.
-    pub async fn bind(&self) -> Result<(RtpSocket, std::net::UdpSocket), MediaError> {
+    pub(crate) async fn bind(&self) -> Result<(RtpSocket, std::net::UdpSocket), MediaError> {
         let pairs = ((self.last.saturating_sub(self.first)) / 2 + 1) as usize;
         for _ in 0..pairs {
             let port = self.next_port();
@@ -119,7 +119,7 @@ impl PortPool {
 
 /// Settings for one call's receive side.
 #[derive(Debug, Clone)]
-pub struct RxConfig {
+pub(crate) struct RxConfig {
     pub codec: Codec,
     /// The peer's telephone-event payload type, if negotiated.
     pub telephone_event: Option<u8>,
@@ -133,7 +133,7 @@ pub struct RxConfig {
 }
 
 /// What the receive task does with a leg's packets besides detecting keys.
-pub enum Tap {
+pub(crate) enum Tap {
     /// Nothing: keys and liveness only.
     None,
     /// Relay them to another leg (a bridge, or early media towards the caller).
@@ -146,7 +146,7 @@ pub enum Tap {
 }
 
 /// Receive-side state the call can change while the receive task runs.
-pub struct RxShared {
+pub(crate) struct RxShared {
     pub cfg: RxConfig,
     /// The telephone-event number we offered (a volunteer may send with it
     /// though their answer mapped another).
@@ -169,7 +169,7 @@ impl RxShared {
 }
 
 /// A call's media. Dropping it stops the receive task and frees the ports.
-pub struct MediaSession {
+pub(crate) struct MediaSession {
     pub local_port: u16,
     tx: Arc<Mutex<StreamTx>>,
     rx: Arc<Mutex<RxShared>>,
@@ -189,7 +189,7 @@ impl Drop for MediaSession {
 impl MediaSession {
     /// Open media on a fresh port pair. `remote` is the SDP address (None until an
     /// answer arrives, for INVITEs without SDP).
-    pub async fn open(
+    pub(crate) async fn open(
         pool: &PortPool,
         clock: &MediaClock,
         remote: Option<SocketAddr>,
@@ -230,29 +230,24 @@ impl MediaSession {
     }
 
     /// Start playing a prompt, replacing any that is playing.
-    pub fn play(&mut self, prompt: Arc<Prompt>) {
+    pub(crate) fn play(&mut self, prompt: Arc<Prompt>) {
         if let Ok(mut tx) = self.tx.lock() {
             self.playing = Some(tx.play(prompt));
         }
     }
 
     /// Play a prompt over and over (ringback) until stopped or replaced.
-    pub fn play_looped(&mut self, prompt: Arc<Prompt>) {
+    pub(crate) fn play_looped(&mut self, prompt: Arc<Prompt>) {
         if let Ok(mut tx) = self.tx.lock() {
             tx.play_looped(prompt);
         }
         self.playing = None;
     }
 
-    /// The codec and telephone-event type, once the SDP answer is known.
-    pub fn set_media(&self, codec: Codec, telephone_event: Option<u8>) {
-        self.set_media_pt(codec, codec.payload_type(), telephone_event);
-    }
-
     /// [`set_media`](Self::set_media) with the payload type the far end's SDP
     /// gave `codec` (a dynamic number such as 96 for PCMU): we send with it and
     /// accept it, and our own number, on receive.
-    pub fn set_media_pt(&self, codec: Codec, payload_type: u8, telephone_event: Option<u8>) {
+    pub(crate) fn set_media_pt(&self, codec: Codec, payload_type: u8, telephone_event: Option<u8>) {
         if let Ok(mut rx) = self.rx.lock() {
             rx.cfg.codec = codec;
             rx.cfg.telephone_event = telephone_event;
@@ -268,7 +263,7 @@ impl MediaSession {
     }
 
     /// What this leg speaks, for setting up a relay.
-    pub fn leg_media(&self) -> LegMedia {
+    pub(crate) fn leg_media(&self) -> LegMedia {
         let (codec, payload_type, telephone_event) = self
             .rx
             .lock()
@@ -283,13 +278,13 @@ impl MediaSession {
 
     /// How packets of `from` become packets of this leg. They go out through this
     /// leg's one outgoing stream, so the far end hears one unbroken stream.
-    pub fn relay_into(&self, from: LegMedia) -> RelayDirection {
+    pub(crate) fn relay_into(&self, from: LegMedia) -> RelayDirection {
         RelayDirection::new(from, self.leg_media())
     }
 
     /// Send this leg's incoming audio to `peer` (through `relay`), and stop
     /// whatever `peer` was playing: its far end now hears this leg.
-    pub fn bridge_to(&self, peer: &MediaSession, relay: RelayDirection) {
+    pub(crate) fn bridge_to(&self, peer: &MediaSession, relay: RelayDirection) {
         if let Ok(mut t) = peer.tx.lock() {
             t.stop();
             t.switch();
@@ -305,14 +300,14 @@ impl MediaSession {
     }
 
     /// Start (or restart) the RTP timeout now: the volunteer answered.
-    pub fn arm_timeout(&self) {
+    pub(crate) fn arm_timeout(&self) {
         if let Ok(mut rx) = self.rx.lock() {
             rx.receiver.arm(Instant::now());
         }
     }
 
     /// Stop relaying or recording.
-    pub fn untap(&self) -> Tap {
+    pub(crate) fn untap(&self) -> Tap {
         self.rx
             .lock()
             .map(|mut rx| {
@@ -323,14 +318,14 @@ impl MediaSession {
     }
 
     /// Start recording this leg's incoming audio.
-    pub fn record(&self, recorder: Recorder) {
+    pub(crate) fn record(&self, recorder: Recorder) {
         if let Ok(mut rx) = self.rx.lock() {
             rx.tap = Tap::Record(recorder);
         }
     }
 
     /// Whether a recording has reached its maximum length.
-    pub fn recording_full(&self) -> bool {
+    pub(crate) fn recording_full(&self) -> bool {
         self.rx
             .lock()
             .map(|rx| matches!(&rx.tap, Tap::Record(r) if r.is_full()))
@@ -338,7 +333,7 @@ impl MediaSession {
     }
 
     /// Stop the prompt at once (barge-in).
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Ok(mut tx) = self.tx.lock() {
             tx.stop();
         }
@@ -347,7 +342,7 @@ impl MediaSession {
 
     /// The next thing from the media path: a key, the RTP timeout, or the end of the
     /// prompt that was playing. Cancel-safe, so it can sit in a `select!`.
-    pub async fn next(&mut self) -> MediaInput {
+    pub(crate) async fn next(&mut self) -> MediaInput {
         tokio::select! {
             ev = self.events.recv() => MediaInput::Event(ev),
             _ = wait_playback(&mut self.playing) => MediaInput::PromptFinished,
@@ -356,7 +351,7 @@ impl MediaSession {
 
     /// SRTP keys from the SDP (None: plain RTP). Set before media flows: packets are
     /// protected and unprotected in the leg's socket (see `RtpSocket`).
-    pub fn set_srtp(&self, keys: Option<crate::media::srtp::SrtpKeys>) {
+    pub(crate) fn set_srtp(&self, keys: Option<crate::media::srtp::SrtpKeys>) {
         let socket = self.tx.lock().map(|tx| tx.socket());
         if let Ok(socket) = socket {
             if let Err(e) = socket.set_srtp(keys) {
@@ -366,7 +361,7 @@ impl MediaSession {
     }
 
     /// A re-INVITE moved the caller's media or put the call on hold.
-    pub fn update_remote(&self, remote: Option<SocketAddr>, codec: Codec, sending: bool) {
+    pub(crate) fn update_remote(&self, remote: Option<SocketAddr>, codec: Codec, sending: bool) {
         if let Ok(mut rx) = self.rx.lock() {
             rx.receiver.set_remote(remote, sending);
         }

@@ -17,7 +17,7 @@ use tokio::io::Interest;
 use crate::media::srtp::{SrtpKeys, SrtpSession};
 
 /// One leg's RTP socket.
-pub struct RtpSocket {
+pub(crate) struct RtpSocket {
     fd: AsyncFd<UdpSocket>,
     /// SRTP hook: when set, every packet of this leg is protected on its way out
     /// and unprotected on its way in, here and nowhere else (RFC 3711).
@@ -26,7 +26,7 @@ pub struct RtpSocket {
 
 impl RtpSocket {
     /// Bind a non-blocking socket and register it with the reactor for reads.
-    pub fn bind(addr: SocketAddr) -> io::Result<RtpSocket> {
+    pub(crate) fn bind(addr: SocketAddr) -> io::Result<RtpSocket> {
         let socket = UdpSocket::bind(addr)?;
         socket.set_nonblocking(true)?;
         // SAFETY: the AsyncFd owns this std socket for its whole life; a std
@@ -40,7 +40,10 @@ impl RtpSocket {
 
     /// Turn SRTP on with these keys (or off with None). Keys that are already in
     /// use are kept, so a re-INVITE with the same keys keeps the replay state.
-    pub fn set_srtp(&self, keys: Option<SrtpKeys>) -> Result<(), crate::media::srtp::SrtpError> {
+    pub(crate) fn set_srtp(
+        &self,
+        keys: Option<SrtpKeys>,
+    ) -> Result<(), crate::media::srtp::SrtpError> {
         let Ok(mut srtp) = self.srtp.lock() else {
             return Ok(());
         };
@@ -52,13 +55,13 @@ impl RtpSocket {
         Ok(())
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.fd.get_ref().local_addr()
     }
 
     /// Wait for and receive one datagram (decrypted, on an SRTP leg; one that does
     /// not authenticate is dropped here and never reaches the caller).
-    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    pub(crate) async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         loop {
             let mut guard = self.fd.readable().await?;
             let (len, from) = match guard.try_io(|inner| inner.get_ref().recv_from(buf)) {
@@ -88,7 +91,7 @@ impl RtpSocket {
 
     /// Send now or not at all; callable from any thread (the media clock's own).
     /// On an SRTP leg the packet is protected first (the SRTP hook, outgoing).
-    pub fn try_send_to(&self, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
+    pub(crate) fn try_send_to(&self, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
         let protected = match self.srtp.lock().as_deref_mut() {
             Ok(Some(session)) => Some(
                 session

@@ -12,7 +12,7 @@ use webrtc_srtp::option::srtp_replay_protection;
 use webrtc_srtp::protection_profile::ProtectionProfile;
 
 /// The only crypto suite we speak (RFC 4568 section 6.2.1), as written in `a=crypto`.
-pub const SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
+pub(crate) const SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
 
 const KEY_LEN: usize = 16;
 const SALT_LEN: usize = 14;
@@ -20,7 +20,7 @@ const REPLAY_WINDOW: usize = 64;
 
 /// An SDES master key and salt: the 30 bytes of `inline:<base64>`.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct SdesKey {
+pub(crate) struct SdesKey {
     material: [u8; KEY_LEN + SALT_LEN],
 }
 
@@ -34,7 +34,7 @@ impl std::fmt::Debug for SdesKey {
 impl SdesKey {
     /// A fresh random key and salt for a leg we answer or offer (from the OS's
     /// cryptographic generator through `rand`'s thread RNG, which is a CSPRNG).
-    pub fn generate() -> SdesKey {
+    pub(crate) fn generate() -> SdesKey {
         SdesKey {
             material: rand::random(),
         }
@@ -43,7 +43,7 @@ impl SdesKey {
     /// From the key parameter of an `a=crypto` line: `inline:<base64>` with an
     /// optional `|lifetime` and `|MKI:length` (RFC 4568 section 6.1). None for a key
     /// that is not 30 bytes, or that uses an MKI (we send none and accept none).
-    pub fn from_key_params(params: &str) -> Option<SdesKey> {
+    pub(crate) fn from_key_params(params: &str) -> Option<SdesKey> {
         // Several keys are joined with ';' (RFC 4568 section 9.2); we take the first.
         let first = params.split(';').next()?;
         let inline = first.strip_prefix("inline:")?;
@@ -59,7 +59,7 @@ impl SdesKey {
     }
 
     /// `inline:<base64>` for our `a=crypto` line.
-    pub fn key_params(&self) -> String {
+    pub(crate) fn key_params(&self) -> String {
         format!("inline:{}", STANDARD.encode(self.material))
     }
 
@@ -79,7 +79,7 @@ impl SdesKey {
 
 /// Both keys of a leg, as negotiated in SDP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SrtpKeys {
+pub(crate) struct SrtpKeys {
     /// The `a=crypto` tag of the line we accepted or offered (RFC 4568 section 9.1).
     pub tag: u32,
     /// Ours: protects what we send.
@@ -91,17 +91,17 @@ pub struct SrtpKeys {
 /// Why a packet was not protected or unprotected.
 #[derive(Debug, thiserror::Error)]
 #[error("SRTP: {0}")]
-pub struct SrtpError(#[from] webrtc_srtp::Error);
+pub(crate) struct SrtpError(#[from] webrtc_srtp::Error);
 
 /// The two SRTP contexts of one leg (a context works one way only).
-pub struct SrtpSession {
+pub(crate) struct SrtpSession {
     keys: SrtpKeys,
     protect: Context,
     unprotect: Context,
 }
 
 impl SrtpSession {
-    pub fn new(keys: SrtpKeys) -> Result<SrtpSession, SrtpError> {
+    pub(crate) fn new(keys: SrtpKeys) -> Result<SrtpSession, SrtpError> {
         Ok(SrtpSession {
             keys,
             protect: keys.local.context()?,
@@ -110,18 +110,18 @@ impl SrtpSession {
     }
 
     /// The keys this session was made from (a re-INVITE may bring new ones).
-    pub fn keys(&self) -> SrtpKeys {
+    pub(crate) fn keys(&self) -> SrtpKeys {
         self.keys
     }
 
     /// An RTP packet to send, encrypted and with its authentication tag.
-    pub fn protect_rtp(&mut self, rtp: &[u8]) -> Result<bytes::Bytes, SrtpError> {
+    pub(crate) fn protect_rtp(&mut self, rtp: &[u8]) -> Result<bytes::Bytes, SrtpError> {
         Ok(self.protect.encrypt_rtp(rtp)?)
     }
 
     /// A received SRTP packet, checked and decrypted; Err for a forgery, a replay or
     /// a packet under another key (dropped by the caller).
-    pub fn unprotect_rtp(&mut self, srtp: &[u8]) -> Result<bytes::Bytes, SrtpError> {
+    pub(crate) fn unprotect_rtp(&mut self, srtp: &[u8]) -> Result<bytes::Bytes, SrtpError> {
         Ok(self.unprotect.decrypt_rtp(srtp)?)
     }
 }

@@ -10,17 +10,12 @@ use super::prompts::{Prompt, PROMPT_RATE};
 
 /// Peak amplitude of a generated tone: about -13 dBm0 (G.711's 0 dBm0 sine
 /// peaks near 22 700 in 16-bit PCM), comfortable and clearly not speech.
-pub const TONE_AMPLITUDE: f64 = 5000.0;
+pub(crate) const TONE_AMPLITUDE: f64 = 5000.0;
 /// Fade in and out over 4 ms, so the tone starts and stops without a click.
 const RAMP_SAMPLES: usize = 32;
 
 /// The cadence is configuration, parsed and checked at load.
-pub use crate::config::{Cadence, CadenceError};
-
-/// Parses a cadence such as `"450@1000/4000"`; see [`Cadence`].
-pub fn parse_cadence(s: &str) -> Result<Cadence, CadenceError> {
-    s.parse()
-}
+pub(crate) use crate::config::Cadence;
 
 impl Cadence {
     /// One period of the cadence as a prompt called `name`, for the caller to loop.
@@ -64,7 +59,8 @@ fn tone_pcm(freqs: &[f64], ms: u32) -> Vec<i16> {
 /// One ringback period (`on_ms` of `freq_hz`, then `off_ms` of silence),
 /// named `"ringback"`; loop it while the volunteer's phone rings. Lengths are
 /// rounded up to whole 20 ms frames, since prompts play frame by frame.
-pub fn ringback(freq_hz: f64, on_ms: u32, off_ms: u32) -> Prompt {
+#[cfg(test)]
+pub(crate) fn ringback(freq_hz: f64, on_ms: u32, off_ms: u32) -> Prompt {
     Cadence {
         freqs: vec![freq_hz],
         pattern_ms: vec![on_ms.max(1), off_ms],
@@ -73,7 +69,8 @@ pub fn ringback(freq_hz: f64, on_ms: u32, off_ms: u32) -> Prompt {
 }
 
 /// A single beep of `ms` (e.g. before voicemail recording starts), named `"beep"`.
-pub fn beep(freq_hz: f64, ms: u32) -> Prompt {
+#[cfg(test)]
+pub(crate) fn beep(freq_hz: f64, ms: u32) -> Prompt {
     Prompt::from_pcm("beep", tone_pcm(&[freq_hz], ms))
 }
 
@@ -130,13 +127,15 @@ mod tests {
     #[test]
     fn a_cadence_prompt_is_one_period() {
         // Parsing is the config's (config::tests::parses_cadences).
-        let uk = parse_cadence(" 400+450 @ 400/200/400/2000 ").expect("valid");
+        let uk = " 400+450 @ 400/200/400/2000 "
+            .parse::<Cadence>()
+            .expect("valid");
         assert_eq!(uk.prompt("rb").duration(), Duration::from_millis(3000));
     }
 
     #[test]
     fn dual_tone_has_both_frequencies_and_same_peak() {
-        let c = parse_cadence("440+480@2000/4000").expect("valid");
+        let c = "440+480@2000/4000".parse::<Cadence>().expect("valid");
         let p = c.prompt("na");
         let on = &p.pcm[..16_000];
         let (a, b, between) = (power(on, 440.0), power(on, 480.0), power(on, 460.0));

@@ -12,7 +12,7 @@ use rsipstack::transaction::endpoint::MessageInspector;
 use rsipstack::transport::SipAddr;
 
 /// The inspector installed on the endpoint.
-pub struct DigestAlgorithmFix;
+pub(crate) struct DigestAlgorithmFix;
 
 /// Replace an `algorithm=` value in a header, whether quoted or not, case-insensitively.
 fn rename_algorithm(value: &str, from: &str, to: &str) -> Option<String> {

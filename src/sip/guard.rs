@@ -23,7 +23,7 @@ use crate::sip::stack::ALLOWED;
 
 /// What to do with one received datagram.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Well formed: pass it to the SIP stack.
     Pass,
     /// Malformed. `response` is a 400 to send back to the source, if the request
@@ -36,7 +36,7 @@ pub enum Verdict {
 
 /// The largest SIP message we accept (RFC 3261 §18.1.1 lets UDP carry up to 64 KiB; a
 /// real INVITE is 1-4 KiB, so anything past this is abuse).
-pub const MAX_MESSAGE: usize = 16 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 16 * 1024;
 
 /// Headers every request must carry (RFC 3261 §8.1.1); compact forms in brackets.
 const MANDATORY: [(&str, &str); 5] = [
@@ -66,7 +66,8 @@ const KNOWN_METHODS: [&str; 14] = [
 ];
 
 /// Judge one datagram. Pure: no I/O, so the fuzz and unit tests drive it directly.
-pub fn check_datagram(buf: &[u8]) -> Verdict {
+#[cfg(test)]
+pub(crate) fn check_datagram(buf: &[u8]) -> Verdict {
     inspect(buf, MAX_MESSAGE).verdict
 }
 
@@ -74,7 +75,7 @@ pub fn check_datagram(buf: &[u8]) -> Verdict {
 /// front of the stack (scanner list, `allow`, pike) needs, and the parse, so a stream
 /// transport hands it on without parsing twice.
 #[derive(Debug)]
-pub struct Inspection {
+pub(crate) struct Inspection {
     pub verdict: Verdict,
     /// The start line says `SIP/2.0 ...`: a response.
     pub is_response: bool,
@@ -87,7 +88,7 @@ pub struct Inspection {
 }
 
 /// Judge one message of at most `max` bytes (a datagram, or one framed off a stream).
-pub fn inspect(buf: &[u8], max: usize) -> Inspection {
+pub(crate) fn inspect(buf: &[u8], max: usize) -> Inspection {
     let mut out = Inspection {
         verdict: Verdict::Pass,
         is_response: false,
@@ -361,13 +362,13 @@ fn truncate(s: &str) -> String {
 /// A UDP socket that rsipstack reads through: it only ever returns datagrams that the
 /// [`Policy`] passed (syntax, scanners, flood ban, `allow`), and sends the policy's
 /// answers (400, 403, 501) itself.
-pub struct GuardedUdp {
+pub(crate) struct GuardedUdp {
     socket: tokio::net::UdpSocket,
     policy: Arc<Policy>,
 }
 
 impl GuardedUdp {
-    pub fn new(socket: tokio::net::UdpSocket, policy: Arc<Policy>) -> Self {
+    pub(crate) fn new(socket: tokio::net::UdpSocket, policy: Arc<Policy>) -> Self {
         GuardedUdp { socket, policy }
     }
 }

@@ -13,14 +13,14 @@ use crate::sip::sdp::{self, Negotiated};
 
 /// The SDP a dialog answers re-INVITEs from: our address and what was agreed.
 #[derive(Debug, Default)]
-pub struct SdpState {
+pub(crate) struct SdpState {
     pub local: Option<LocalMedia>,
     pub negotiated: Option<Negotiated>,
 }
 
 /// What an in-dialog request meant for the call.
 #[derive(Debug, Clone, PartialEq)]
-pub enum InDialog {
+pub(crate) enum InDialog {
     /// A key, sent as SIP INFO.
     Dtmf(char),
     /// The far end moved its media or changed hold; already answered.
@@ -29,7 +29,7 @@ pub enum InDialog {
 
 /// Answer `state` if it is an in-dialog request; hand back any other state
 /// (the dialog's own life: early, confirmed, terminated) untouched.
-pub async fn answer(
+pub(crate) async fn answer(
     state: DialogState,
     sdp: &Mutex<SdpState>,
 ) -> Result<Option<InDialog>, DialogState> {

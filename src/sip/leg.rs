@@ -21,7 +21,7 @@ use crate::sip::sdp::{self, Direction, Negotiated};
 
 /// Something that happened on the caller's leg.
 #[derive(Debug, Clone, PartialEq)]
-pub enum LegEvent {
+pub(crate) enum LegEvent {
     /// A key sent as SIP INFO.
     Dtmf(char),
     /// The caller hung up (BYE) or cancelled before we answered.
@@ -34,7 +34,7 @@ pub enum LegEvent {
 
 /// The local half of the SDP we keep answering with.
 #[derive(Debug, Clone)]
-pub struct LocalMedia {
+pub(crate) struct LocalMedia {
     pub ip: IpAddr,
     pub port: u16,
     pub session_id: u64,
@@ -43,7 +43,7 @@ pub struct LocalMedia {
 
 /// An incoming call's dialog. Dropping it removes the dialog from rsipstack's table
 /// (its dialog table leaked in past releases, so we never rely on it cleaning up).
-pub struct InboundLeg {
+pub(crate) struct InboundLeg {
     pub call_id: String,
     /// The caller's number: the From user part, or the whole URI if it has none.
     pub caller: String,
@@ -72,7 +72,7 @@ impl Drop for InboundLeg {
 }
 
 /// The user part of a request's From, or the URI when there is none.
-pub fn caller_of(req: &Request) -> String {
+pub(crate) fn caller_of(req: &Request) -> String {
     match req.from_header().and_then(|f| f.uri()) {
         Ok(uri) => uri
             .user()
@@ -83,7 +83,7 @@ pub fn caller_of(req: &Request) -> String {
 }
 
 /// The user part of the Request-URI (the number dialled).
-pub fn dialed_of(req: &Request) -> String {
+pub(crate) fn dialed_of(req: &Request) -> String {
     req.uri.user().map(|u| u.to_string()).unwrap_or_default()
 }
 
@@ -119,7 +119,7 @@ impl InboundLeg {
     /// without one, our offer goes in the 200 and the answer must come in the ACK
     /// (RFC 3261 §13.2.1), which is returned. Err when the caller left first, no ACK
     /// came within Timer H, or the ACK's answer is unusable.
-    pub async fn answer(
+    pub(crate) async fn answer(
         &mut self,
         local: LocalMedia,
         offer: Option<Negotiated>,
@@ -169,7 +169,7 @@ impl InboundLeg {
     }
 
     /// Refuse the call before answering: 503, we cannot take it now (no media ports).
-    pub fn refuse_unavailable(&mut self) {
+    pub(crate) fn refuse_unavailable(&mut self) {
         let _ = self
             .dialog
             .reject(Some(StatusCode::ServiceUnavailable), None);
@@ -177,7 +177,7 @@ impl InboundLeg {
     }
 
     /// The next event on the leg. Cancel-safe.
-    pub async fn next_event(&mut self) -> LegEvent {
+    pub(crate) async fn next_event(&mut self) -> LegEvent {
         if self.ended {
             return std::future::pending().await;
         }
@@ -199,7 +199,7 @@ impl InboundLeg {
     }
 
     /// Hang up from our side: BYE once confirmed. Idempotent.
-    pub async fn hangup(&mut self) {
+    pub(crate) async fn hangup(&mut self) {
         if self.ended {
             return;
         }
@@ -212,13 +212,13 @@ impl InboundLeg {
     }
 
     /// Whether the caller has already gone.
-    pub fn is_ended(&self) -> bool {
+    pub(crate) fn is_ended(&self) -> bool {
         self.ended
     }
 }
 
 /// Whether our side may send media under this negotiation (not on hold).
-pub fn sending_allowed(n: &Negotiated) -> bool {
+pub(crate) fn sending_allowed(n: &Negotiated) -> bool {
     matches!(n.direction, Direction::SendRecv | Direction::SendOnly)
 }
 

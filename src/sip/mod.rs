@@ -10,20 +10,20 @@
 //!   placed by its `Dialer`; [`in_dialog`] answers what arrives inside either dialog.
 //! - [`sdp`] is offer/answer, without I/O.
 
-pub mod accept;
-pub mod digest;
+pub(crate) mod accept;
+pub(crate) mod digest;
 #[cfg(test)]
 mod fuzz;
-pub mod guard;
-pub mod in_dialog;
-pub mod leg;
+pub(crate) mod guard;
+pub(crate) mod in_dialog;
+pub(crate) mod leg;
 pub mod limits;
-pub mod outbound;
+pub(crate) mod outbound;
 pub(crate) mod pike;
 pub(crate) mod policy;
 pub(crate) mod ratelog;
-pub mod register;
-pub mod sdp;
+pub(crate) mod register;
+pub(crate) mod sdp;
 pub mod stack;
-pub mod traffic;
+pub(crate) mod traffic;
 pub mod transport;

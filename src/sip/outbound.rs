@@ -33,7 +33,7 @@ use crate::sip::stack::{Contacts, SipStack};
 
 /// What happened on the volunteer's leg.
 #[derive(Debug, Clone, PartialEq)]
-pub enum OutEvent {
+pub(crate) enum OutEvent {
     /// 180 (or 183 without SDP): their phone rings.
     Ringing,
     /// 183 with SDP: their network plays its own ringback or announcement; the
@@ -239,7 +239,7 @@ impl OutboundLeg {
     }
 
     /// The next event. Cancel-safe.
-    pub async fn next_event(&mut self) -> OutEvent {
+    pub(crate) async fn next_event(&mut self) -> OutEvent {
         if self.ended {
             return std::future::pending().await;
         }
@@ -262,7 +262,7 @@ impl OutboundLeg {
     }
 
     /// Stop ringing them (CANCEL), e.g. ring timeout or the caller hung up.
-    pub async fn cancel(&mut self) {
+    pub(crate) async fn cancel(&mut self) {
         if self.ended {
             return;
         }
@@ -276,7 +276,7 @@ impl OutboundLeg {
     }
 
     /// End an answered leg (BYE).
-    pub async fn hangup(&mut self) {
+    pub(crate) async fn hangup(&mut self) {
         if self.ended {
             return;
         }

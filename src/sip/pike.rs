@@ -16,7 +16,7 @@ use crate::sip::limits::canonical;
 
 /// What pike says about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PikeVerdict {
+pub(crate) enum PikeVerdict {
     /// Under the rate: serve it.
     Pass,
     /// This request crossed the rate: the address is banned from now on.
@@ -43,7 +43,7 @@ impl Entry {
 
 /// The per-address request counter and ban list.
 #[derive(Debug)]
-pub struct Pike {
+pub(crate) struct Pike {
     limit: u32,
     window: Duration,
     ban: Duration,
@@ -65,7 +65,7 @@ fn key(ip: IpAddr) -> IpAddr {
 }
 
 impl Pike {
-    pub fn new(limit: u32, window: Duration, ban: Duration, cap: usize) -> Pike {
+    pub(crate) fn new(limit: u32, window: Duration, ban: Duration, cap: usize) -> Pike {
         Pike {
             limit: limit.max(1),
             window: window.max(Duration::from_millis(1)),
@@ -77,7 +77,7 @@ impl Pike {
     }
 
     /// Count one request from `ip` at `now`.
-    pub fn check(&mut self, now: Instant, ip: IpAddr) -> PikeVerdict {
+    pub(crate) fn check(&mut self, now: Instant, ip: IpAddr) -> PikeVerdict {
         let k = key(ip);
         if !self.entries.contains_key(&k) && self.entries.len() >= self.cap {
             self.sweep(now);
@@ -116,7 +116,7 @@ impl Pike {
 
     /// Whether `ip` is banned at `now`, without counting anything (a new connection
     /// from a banned address is refused before it costs a task).
-    pub fn is_banned(&self, now: Instant, ip: IpAddr) -> bool {
+    pub(crate) fn is_banned(&self, now: Instant, ip: IpAddr) -> bool {
         self.entries
             .get(&key(ip))
             .and_then(|e| e.banned_until)
@@ -124,7 +124,7 @@ impl Pike {
     }
 
     /// Addresses (IPv6: /64 prefixes) banned at `now`, for the admin's status.
-    pub fn banned(&self, now: Instant) -> Vec<IpAddr> {
+    pub(crate) fn banned(&self, now: Instant) -> Vec<IpAddr> {
         let mut list: Vec<IpAddr> = self
             .entries
             .iter()

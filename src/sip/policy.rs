@@ -20,7 +20,7 @@ use crate::sip::ratelog::LogGate;
 
 /// What to do with one message.
 #[derive(Debug)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Hand it to the stack; `message` is the parse, `request` says which kind.
     Pass {
         message: Option<SipMessage>,
@@ -36,7 +36,7 @@ pub enum Decision {
 
 /// The policy, shared by every transport task.
 #[derive(Debug)]
-pub struct Policy {
+pub(crate) struct Policy {
     pub limits: Limits,
     pub counters: Arc<Counters>,
     pike: Mutex<Pike>,
@@ -48,7 +48,7 @@ pub struct Policy {
 const LOG_SOURCES: usize = 4096;
 
 impl Policy {
-    pub fn new(limits: Limits) -> Arc<Policy> {
+    pub(crate) fn new(limits: Limits) -> Arc<Policy> {
         let pike = Pike::new(
             limits.pike_requests,
             limits.pike_window,
@@ -100,13 +100,13 @@ impl Policy {
     }
 
     /// Addresses banned at `now`.
-    pub fn banned(&self, now: Instant) -> Vec<IpAddr> {
+    pub(crate) fn banned(&self, now: Instant) -> Vec<IpAddr> {
         self.pike.lock().map(|p| p.banned(now)).unwrap_or_default()
     }
 
     /// Whether `ip` is banned now (responses and new connections are not counted, only
     /// refused while a ban lasts).
-    pub fn is_banned(&self, now: Instant, ip: IpAddr) -> bool {
+    pub(crate) fn is_banned(&self, now: Instant, ip: IpAddr) -> bool {
         !self.limits.is_trusted(ip)
             && self
                 .pike
@@ -118,12 +118,18 @@ impl Policy {
     /// A new TCP or TLS connection from `ip`: refused while the address is banned.
     /// Opening one is not counted as a request (as in Kamailio's pike): how many one
     /// address may hold is the per-address cap's job, and what it sends is counted.
-    pub fn admit_connection(&self, now: Instant, ip: IpAddr) -> bool {
+    pub(crate) fn admit_connection(&self, now: Instant, ip: IpAddr) -> bool {
         !self.is_banned(now, ip)
     }
 
     /// Judge one message from `from` (`transport` names it in logs).
-    pub fn judge(&self, now: Instant, from: SocketAddr, transport: &str, buf: &[u8]) -> Decision {
+    pub(crate) fn judge(
+        &self,
+        now: Instant,
+        from: SocketAddr,
+        transport: &str,
+        buf: &[u8],
+    ) -> Decision {
         let ip = canonical(from.ip());
         let response = buf.starts_with(b"SIP/");
         if response {
@@ -197,7 +203,7 @@ impl Policy {
 
 /// The User-Agent header's value, read from the raw bytes (no full parse needed to
 /// recognise a scanner).
-pub fn user_agent(buf: &[u8]) -> Option<String> {
+pub(crate) fn user_agent(buf: &[u8]) -> Option<String> {
     let head_end = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

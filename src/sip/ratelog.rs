@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-pub const PERIOD: Duration = Duration::from_secs(60);
+pub(crate) const PERIOD: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
-pub struct LogGate {
+pub(crate) struct LogGate {
     cap: usize,
     seen: HashMap<(IpAddr, &'static str), (Instant, u64)>,
     last_sweep: Option<Instant>,
@@ -23,7 +23,7 @@ pub struct LogGate {
 const OTHERS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 impl LogGate {
-    pub fn new(cap: usize) -> LogGate {
+    pub(crate) fn new(cap: usize) -> LogGate {
         LogGate {
             cap: cap.max(1),
             seen: HashMap::new(),
@@ -32,7 +32,7 @@ impl LogGate {
     }
 
     /// `Some(held_back)` if this event may be logged now, `None` to stay quiet.
-    pub fn admit(&mut self, now: Instant, ip: IpAddr, kind: &'static str) -> Option<u64> {
+    pub(crate) fn admit(&mut self, now: Instant, ip: IpAddr, kind: &'static str) -> Option<u64> {
         let mut key = (ip, kind);
         if !self.seen.contains_key(&key) && self.seen.len() >= self.cap {
             self.sweep(now);

@@ -18,7 +18,7 @@ use crate::sip::stack::SipStack;
 
 /// Start registering with the trunk until `stop` fires; `state` is true while
 /// the trunk holds our registration (for `/metrics` and `/status`).
-pub fn spawn(
+pub(crate) fn spawn(
     stack: &SipStack,
     trunk: TrunkConfig,
     stop: CancellationToken,

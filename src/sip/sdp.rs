@@ -16,11 +16,11 @@ use crate::media::codec::Codec;
 use crate::media::srtp::{self, SdesKey, SrtpKeys};
 
 /// Payload type we offer for telephone-event (the common choice of Asterisk and SIPp).
-pub const OFFER_TELEPHONE_EVENT_PT: u8 = 101;
+pub(crate) const OFFER_TELEPHONE_EVENT_PT: u8 = 101;
 
 /// Why an SDP body could not be used; the SIP layer maps these to 400 or 488.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SdpError {
+pub(crate) enum SdpError {
     /// No `m=audio` line with a non-zero port and an RTP/AVP profile.
     #[error("no usable audio stream in SDP")]
     NoAudio,
@@ -46,7 +46,7 @@ pub enum SdpError {
 
 /// Stream direction attribute (RFC 3264 section 5.1); hold is signalled with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Direction {
+pub(crate) enum Direction {
     /// Both ways: the default when no attribute is present.
     #[default]
     SendRecv,
@@ -60,7 +60,7 @@ pub enum Direction {
 
 impl Direction {
     /// The direction to answer with (RFC 3264 section 6.1): sendonly <-> recvonly.
-    pub fn answer_direction(self) -> Direction {
+    pub(crate) fn answer_direction(self) -> Direction {
         match self {
             Direction::SendRecv => Direction::SendRecv,
             Direction::SendOnly => Direction::RecvOnly,
@@ -70,7 +70,7 @@ impl Direction {
     }
 
     /// The SDP attribute name, as written after `a=`.
-    pub fn attribute(self) -> &'static str {
+    pub(crate) fn attribute(self) -> &'static str {
         match self {
             Direction::SendRecv => "sendrecv",
             Direction::SendOnly => "sendonly",
@@ -92,7 +92,7 @@ impl Direction {
 
 /// The parts of a remote SDP (offer or answer) that matter for one audio stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MediaOffer {
+pub(crate) struct MediaOffer {
     /// Where to send RTP: the media-level `c=`, else the session-level one.
     /// `0.0.0.0` means old-style hold (RFC 3264 section 8.4).
     pub addr: IpAddr,
@@ -114,7 +114,8 @@ pub struct MediaOffer {
 
 impl MediaOffer {
     /// True when the remote puts us on hold: sendonly, inactive, or `c=0.0.0.0`.
-    pub fn is_hold(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_hold(&self) -> bool {
         self.addr.is_unspecified()
             || matches!(self.direction, Direction::SendOnly | Direction::Inactive)
     }
@@ -155,7 +156,7 @@ impl MediaOffer {
 
 /// The outcome of offer/answer: what the media session must use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Negotiated {
+pub(crate) struct Negotiated {
     /// The codec both sides use.
     pub codec: Codec,
     /// The payload type the remote used for `codec`; RFC 3264 section 6.1 says we
@@ -174,7 +175,7 @@ pub struct Negotiated {
 /// Reads the first audio stream with a non-zero port from an SDP body.
 ///
 /// Tolerant of `\n` or `\r\n`, unknown lines and extra m= sections.
-pub fn parse(sdp: &str) -> Result<MediaOffer, SdpError> {
+pub(crate) fn parse(sdp: &str) -> Result<MediaOffer, SdpError> {
     let mut session_addr: Option<IpAddr> = None;
     let mut session_dir: Option<Direction> = None;
     // Set once the chosen audio section has begun; `None` while in session level
@@ -264,7 +265,7 @@ pub fn parse(sdp: &str) -> Result<MediaOffer, SdpError> {
 
 /// Answers a remote offer: the caller's most preferred of PCMU/PCMA, plus
 /// telephone-event if offered. `Err(NoCommonCodec)` means reply 488.
-pub fn negotiate(offer: &MediaOffer) -> Result<Negotiated, SdpError> {
+pub(crate) fn negotiate(offer: &MediaOffer) -> Result<Negotiated, SdpError> {
     let (payload_type, codec) = offer
         .payloads
         .iter()
@@ -285,14 +286,14 @@ pub fn negotiate(offer: &MediaOffer) -> Result<Negotiated, SdpError> {
 }
 
 /// Reads the remote's answer to our plain [`offer`]: the first of PCMU/PCMA it lists.
-pub fn negotiate_answer(answer: &MediaOffer) -> Result<Negotiated, SdpError> {
+pub(crate) fn negotiate_answer(answer: &MediaOffer) -> Result<Negotiated, SdpError> {
     negotiate_keyed_answer(answer, None)
 }
 
 /// Reads the remote's answer to our [`keyed_offer`]. `ours` is the key we offered
 /// (None for a plain offer): a secure offer needs a secure answer and a plain one a
 /// plain answer (RFC 4568 section 7.1.3).
-pub fn negotiate_keyed_answer(
+pub(crate) fn negotiate_keyed_answer(
     answer: &MediaOffer,
     ours: Option<SdesKey>,
 ) -> Result<Negotiated, SdpError> {
@@ -312,7 +313,7 @@ const UNKEYED: SdpError =
     SdpError::Srtp("secure audio (RTP/SAVP) without an AES_CM_128_HMAC_SHA1_80 inline key");
 
 /// Writes our SDP answer for a negotiated stream (RFC 3264 section 6.1).
-pub fn answer(
+pub(crate) fn answer(
     local_ip: IpAddr,
     local_port: u16,
     neg: &Negotiated,
@@ -334,12 +335,12 @@ pub fn answer(
 
 /// Writes our SDP offer (INVITE without SDP, outbound calls): PCMU, PCMA,
 /// telephone-event 101, sendrecv, ptime 20.
-pub fn offer(local_ip: IpAddr, local_port: u16, session_id: u64, version: u64) -> String {
+pub(crate) fn offer(local_ip: IpAddr, local_port: u16, session_id: u64, version: u64) -> String {
     keyed_offer(local_ip, local_port, session_id, version, None)
 }
 
 /// [`offer`], as RTP/SAVP with `srtp` as our key (tag 1) if given.
-pub fn keyed_offer(
+pub(crate) fn keyed_offer(
     local_ip: IpAddr,
     local_port: u16,
     session_id: u64,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rsipstack::sip::SipMessage;
 
 /// Methods counted by name; anything else counts as "other" (bounded labels).
-pub const METHODS: [&str; 14] = [
+pub(crate) const METHODS: [&str; 14] = [
     "INVITE",
     "ACK",
     "BYE",
@@ -26,7 +26,7 @@ pub const METHODS: [&str; 14] = [
 ];
 
 /// Response classes, "1xx" to "6xx".
-pub const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
+pub(crate) const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
 
 /// The counters; shared by the inspector and the admin listener.
 #[derive(Debug, Default)]

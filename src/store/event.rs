@@ -217,7 +217,7 @@ impl CallEvent {
 
 /// Formats a time the way both backends store it: RFC 3339, UTC, always
 /// milliseconds and `Z`, so that text order is time order.
-pub fn db_time(t: DateTime<Utc>) -> String {
+pub(crate) fn db_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 

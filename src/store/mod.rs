@@ -62,11 +62,11 @@ macro_rules! attempt_columns {
 }
 
 mod backend;
-pub mod event;
+pub(crate) mod event;
 mod postgres;
 mod queue;
-pub mod report;
-pub mod rows;
+pub(crate) mod report;
+pub(crate) mod rows;
 mod sql;
 mod sqlite;
 

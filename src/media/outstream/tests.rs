@@ -3,6 +3,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::media::codec::Codec;
 use crate::media::relay::LegMedia;
+use crate::media::rtp::parse;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

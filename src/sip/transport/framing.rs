@@ -12,7 +12,7 @@ use crate::sip::guard::reply_from_raw;
 
 /// One unit cut off the stream.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Frame {
+pub(crate) enum Frame {
     /// A whole SIP message (headers and exactly Content-Length bytes of body).
     Message(Vec<u8>),
     /// A CRLFCRLF keep-alive ping: answer with a CRLF pong (RFC 5626 §3.5.1).
@@ -21,7 +21,7 @@ pub enum Frame {
 
 /// The stream cannot go on; send `reply` (when there is one) and close.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Broken {
+pub(crate) enum Broken {
     /// The headers or the declared body pass the size cap: 413 if it can be addressed.
     TooLarge { reply: Option<Vec<u8>> },
     /// Content-Length unreadable or contradictory: where the next message starts is
@@ -31,14 +31,14 @@ pub enum Broken {
 
 /// Why a connection's timers closed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expired {
+pub(crate) enum Expired {
     Idle,
     Partial,
 }
 
 /// Cuts SIP messages off a byte stream.
 #[derive(Debug)]
-pub struct Framer {
+pub(crate) struct Framer {
     buf: Vec<u8>,
     max: usize,
     /// How far the search for the end of the headers got (no rescans of trickled bytes).
@@ -46,7 +46,7 @@ pub struct Framer {
 }
 
 impl Framer {
-    pub fn new(max: usize) -> Framer {
+    pub(crate) fn new(max: usize) -> Framer {
         Framer {
             buf: Vec::new(),
             max,
@@ -54,17 +54,17 @@ impl Framer {
         }
     }
 
-    pub fn push(&mut self, bytes: &[u8]) {
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes of an unfinished message are waiting (CRLFs between messages do not count).
-    pub fn has_partial(&self) -> bool {
+    pub(crate) fn has_partial(&self) -> bool {
         self.buf.iter().any(|b| *b != b'\r' && *b != b'\n')
     }
 
     /// The next unit, `Ok(None)` when more bytes are needed.
-    pub fn next_frame(&mut self) -> Result<Option<Frame>, Broken> {
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Frame>, Broken> {
         // CRLFs before a start line are ignored (RFC 3261 §7.5); CRLFCRLF is a ping.
         loop {
             if self.buf.starts_with(b"\r\n\r\n") {
@@ -158,7 +158,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// A connection's framer and timers.
 #[derive(Debug)]
-pub struct StreamState {
+pub(crate) struct StreamState {
     framer: Framer,
     idle: Duration,
     partial: Duration,
@@ -167,7 +167,7 @@ pub struct StreamState {
 }
 
 impl StreamState {
-    pub fn new(now: Instant, max_message: usize, idle: Duration, partial: Duration) -> Self {
+    pub(crate) fn new(now: Instant, max_message: usize, idle: Duration, partial: Duration) -> Self {
         StreamState {
             framer: Framer::new(max_message),
             idle,
@@ -177,7 +177,7 @@ impl StreamState {
         }
     }
 
-    pub fn on_bytes(&mut self, now: Instant, bytes: &[u8]) {
+    pub(crate) fn on_bytes(&mut self, now: Instant, bytes: &[u8]) {
         self.framer.push(bytes);
         if self.partial_since.is_none() && self.framer.has_partial() {
             self.partial_since = Some(now);
@@ -186,7 +186,7 @@ impl StreamState {
 
     /// The next unit; after a whole message the partial timer restarts for whatever
     /// follows it.
-    pub fn next_frame(&mut self, now: Instant) -> Result<Option<Frame>, Broken> {
+    pub(crate) fn next_frame(&mut self, now: Instant) -> Result<Option<Frame>, Broken> {
         let frame = self.framer.next_frame()?;
         if frame.is_some() {
             self.partial_since = self.framer.has_partial().then_some(now);
@@ -195,13 +195,13 @@ impl StreamState {
     }
 
     /// A request was completed and handed on: the idle timer restarts.
-    pub fn request_done(&mut self, now: Instant) {
+    pub(crate) fn request_done(&mut self, now: Instant) {
         self.last_request = now;
     }
 
     /// When to wake up next. A connection that carries a call (`pinned`) is never
     /// closed for idling, only for a stuck partial message.
-    pub fn deadline(&self, pinned: bool) -> Option<Instant> {
+    pub(crate) fn deadline(&self, pinned: bool) -> Option<Instant> {
         let idle = (!pinned).then(|| self.last_request + self.idle);
         let partial = self.partial_since.map(|t| t + self.partial);
         match (idle, partial) {
@@ -211,7 +211,7 @@ impl StreamState {
     }
 
     /// Whether a timer has run out at `now`.
-    pub fn expired(&self, now: Instant, pinned: bool) -> Option<Expired> {
+    pub(crate) fn expired(&self, now: Instant, pinned: bool) -> Option<Expired> {
         if self.partial_since.is_some_and(|t| now >= t + self.partial) {
             return Some(Expired::Partial);
         }

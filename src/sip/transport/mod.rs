@@ -17,9 +17,9 @@
 //! picks the Via of requests sent on it. Via `received`/`rport` we add ourselves
 //! (`SipConnection::update_msg_received`), as rsipstack's own stream reader does.
 
-pub mod framing;
-pub mod stream;
-pub mod tcp;
+pub(crate) mod framing;
+pub(crate) mod stream;
+pub(crate) mod tcp;
 pub mod tls;
 
 use std::collections::HashMap;
