@@ -86,9 +86,9 @@ pub(super) fn builtin_defaults() -> Config {
     }
 }
 
-/// User-Agent substrings of the SIP scanners seen in the wild (SIPVicious and its
-/// forks, sipcli, the toll-fraud tools); the SIP stack keeps the same list.
-pub(super) const DEFAULT_SCANNERS: [&str; 8] = [
+/// User-Agent substrings (case-insensitive) of the SIP scanners seen in the wild:
+/// SIPVicious and its forks, sipcli, and the VoIP toll-fraud tools.
+pub const DEFAULT_SCANNERS: [&str; 8] = [
     "friendly-scanner",
     "sipvicious",
     "sipcli",

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use crate::diag::{parse_toml, read_file};
 pub use crate::diag::{ConfigError, ConfigErrors};
 pub use cadence::{Cadence, CadenceError};
+pub use defaults::DEFAULT_SCANNERS;
 pub use model::*;
 
 /// The shipped configuration; also the defaults for every key left out.

@@ -14,18 +14,8 @@ use std::time::Duration;
 
 pub use ipnet::IpNet;
 
-/// User-Agent substrings (case-insensitive) of the SIP scanners seen in the wild:
-/// SIPVicious and its forks, sipcli, and the VoIP toll-fraud tools.
-pub const DEFAULT_SCANNERS: [&str; 8] = [
-    "friendly-scanner",
-    "sipvicious",
-    "sipcli",
-    "VaxSIPUserAgent",
-    "pplsip",
-    "sundayddr",
-    "iWar",
-    "SIVuS",
-];
+/// The scanner list is the config's default (`[limits] scanners`), kept in one place.
+pub use crate::config::DEFAULT_SCANNERS;
 
 /// Trusted unless the config says otherwise: this host's own loopback address.
 pub const DEFAULT_TRUSTED: [&str; 2] = ["127.0.0.1/32", "::1/128"];
