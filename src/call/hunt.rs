@@ -49,12 +49,13 @@ pub(crate) struct HuntSpec {
     pub screen_timeout: Duration,
 }
 
+#[cfg(test)]
 impl Default for HuntSpec {
-    /// 20 s of ringing (about four rings), 10 s to press 1.
+    /// The config's defaults for ringing and screening.
     fn default() -> Self {
         HuntSpec {
-            ring_timeout: Duration::from_secs(20),
-            screen_timeout: Duration::from_secs(10),
+            ring_timeout: Duration::from_secs(crate::config::DEFAULT_RING_TIMEOUT_S),
+            screen_timeout: Duration::from_secs(crate::config::DEFAULT_SCREEN_TIMEOUT_S),
         }
     }
 }

@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+#[cfg(test)]
 use crate::config::DESK_KEY;
 
 /// The menu as data, so the admin (via the config) decides keys, timeout and tries.
@@ -28,14 +29,15 @@ pub(crate) struct MenuSpec {
     pub max_tries: u32,
 }
 
+#[cfg(test)]
 impl Default for MenuSpec {
-    /// The hotline's usual menu: stations 1-6, desk 0, 6 s, 3 tries.
+    /// The hotline's usual menu: stations 1-6, the desk, the config's defaults.
     fn default() -> Self {
         MenuSpec {
             valid_keys: vec!['1', '2', '3', '4', '5', '6', DESK_KEY],
             desk_key: DESK_KEY,
-            timeout: Duration::from_secs(6),
-            max_tries: 3,
+            timeout: Duration::from_secs(crate::config::DEFAULT_MENU_TIMEOUT_S),
+            max_tries: crate::config::DEFAULT_MENU_MAX_TRIES,
         }
     }
 }

@@ -44,7 +44,7 @@ pub(super) fn builtin_defaults() -> Config {
             language: "zh".into(),
             prompts_dir: "prompts".into(),
             timeout_s: DEFAULT_MENU_TIMEOUT_S,
-            max_tries: 3,
+            max_tries: DEFAULT_MENU_MAX_TRIES,
         },
         stations: vec![
             station('1', "property", "物业管理督导站"),
@@ -62,8 +62,8 @@ pub(super) fn builtin_defaults() -> Config {
             drain_timeout_s: 30,
         },
         forward: ForwardConfig {
-            ring_timeout_s: 20,
-            screen_timeout_s: 10,
+            ring_timeout_s: DEFAULT_RING_TIMEOUT_S,
+            screen_timeout_s: DEFAULT_SCREEN_TIMEOUT_S,
             ringback: Cadence {
                 freqs: vec![450.0],
                 pattern_ms: vec![1000, 4000],

@@ -46,6 +46,15 @@ pub const DESK_ID: &str = "desk";
 /// `[menu] timeout_s` when left out: how long the menu waits for a key.
 pub const DEFAULT_MENU_TIMEOUT_S: u64 = 6;
 
+/// `[menu] max_tries` when left out: hearings of the menu before the desk.
+pub const DEFAULT_MENU_MAX_TRIES: u32 = 3;
+
+/// `[forward] ring_timeout_s` when left out: about four rings.
+pub const DEFAULT_RING_TIMEOUT_S: u64 = 20;
+
+/// `[forward] screen_timeout_s` when left out: time a volunteer has to press 1.
+pub const DEFAULT_SCREEN_TIMEOUT_S: u64 = 10;
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
