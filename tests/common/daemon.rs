@@ -185,8 +185,12 @@ impl Daemon {
         store.call(call_id).await.unwrap()
     }
 
-    /// Wait until the call's record has `ended_at` (the call flow finished), up to `limit`.
+    /// Wait until the call's record has `ended_at` (the call flow finished), up to `limit`
+    /// but never less than 15 s: the flow records the end at once, but on a loaded CI
+    /// machine one SQLite commit (an fsync in WAL mode) was seen to take over 3 s while
+    /// another build wrote to the same disk. Returns as soon as the row is closed.
     pub async fn ended_record(&self, call_id: &str, limit: Duration) -> CallRow {
+        let limit = limit.max(Duration::from_secs(15));
         let deadline = Instant::now() + limit;
         loop {
             let row = self.record(call_id).await;
