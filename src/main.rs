@@ -322,8 +322,6 @@ async fn calls(path: &Path, limit: u32, json: bool) -> Outcome {
         .await
         .map_err(|e| format!("cannot read call records: {e}"))?;
     if json {
-        let rows: Vec<hotline::store::CallWithAttempts> =
-            rows.into_iter().map(Into::into).collect();
         let text = serde_json::to_string_pretty(&rows)
             .map_err(|e| format!("cannot format call records: {e}"))?;
         println!("{text}");

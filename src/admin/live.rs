@@ -117,6 +117,17 @@ impl Observer {
                 m.counter("hotline_calls_by_station_total", &labels)
                     .increment(1);
             }
+            CallEvent::Quality(q) => {
+                let m = &self.metrics;
+                m.counter("hotline_rtp_packets_total", &[("direction", "in")])
+                    .increment(u64::from(q.packets_received));
+                m.counter("hotline_rtp_lost_packets_total", &[])
+                    .increment(q.packets_lost.max(0) as u64);
+                if q.packets_received > 0 {
+                    m.histogram("hotline_rtp_jitter_seconds", &[])
+                        .record(f64::from(q.jitter_us) / 1e6);
+                }
+            }
             CallEvent::AttemptEnded { result, .. } => {
                 self.metrics
                     .counter(

@@ -94,19 +94,19 @@ const DESCRIBED: &[(&str, Kind, Option<Unit>, &str)] = &[
         "hotline_rtp_packets_total",
         Kind::Counter,
         None,
-        "RTP packets, by direction (out: sent by the media clock).",
+        "RTP packets, by direction (out: sent by the media clock; in: received, counted as each leg ends).",
     ),
     (
         "hotline_rtp_lost_packets_total",
         Kind::Counter,
         None,
-        "RTP packets lost on the way to us (from sequence numbers).",
+        "RTP packets lost on the way to us (from sequence numbers), counted as each leg ends.",
     ),
     (
         "hotline_rtp_jitter_seconds",
         Kind::Histogram,
         Some(Unit::Seconds),
-        "Interarrival jitter of received RTP (RFC 3550 A.8), per call at its end.",
+        "Interarrival jitter of received RTP (RFC 3550 A.8), one observation per leg at its end.",
     ),
     (
         "hotline_store_queue_depth",
@@ -258,6 +258,8 @@ impl Metrics {
                 .increment(0);
         }
         self.counter("hotline_rtp_lost_packets_total", &[])
+            .increment(0);
+        self.counter("hotline_rtp_packets_total", &[("direction", "in")])
             .increment(0);
         for name in [
             "hotline_post_dial_delay_seconds",

@@ -4,7 +4,7 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use crate::call::caller::CallerEvent;
-use crate::call::flow::{wait, Call, Gone, Wake};
+use crate::call::flow::{leg_quality, wait, Call, Gone, Wake};
 use crate::call::forward::{Attempt, Forwarded};
 use crate::call::volunteer::{connect, disconnect, VolunteerEvent};
 use crate::store::{CallEvent, HangupBy};
@@ -52,6 +52,8 @@ impl Call {
             break by;
         };
         disconnect(&mut self.caller, &mut a.leg);
+        let quality = leg_quality(self.caller.call_id(), a.no, a.leg.media_quality());
+        self.ctx.record(CallEvent::Quality(quality));
         info!(volunteer = %a.volunteer, hangup_by = hangup_by.as_str(), "conversation ended");
         Ok(Forwarded::Connected { hangup_by })
     }

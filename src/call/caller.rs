@@ -210,6 +210,11 @@ impl CallerLeg {
         }
     }
 
+    /// How the media went so far; None if it never opened.
+    pub(crate) fn media_quality(&self) -> Option<crate::media::rtcp::Quality> {
+        self.media.as_ref().map(MediaSession::quality)
+    }
+
     /// Free the RTP ports: the call is over.
     pub(crate) fn close_media(&mut self) {
         self.media = None;

@@ -15,11 +15,13 @@ use crate::call::menu::{ChoiceReason, Menu, MenuAction, PromptKind};
 use crate::call::volunteer::{VolunteerEvent, VolunteerLeg};
 use crate::call::CallContext;
 use crate::media::prompts::Prompt;
+use crate::media::rtcp::Quality;
 use crate::media::session::DtmfMethod;
+use crate::media::SAMPLE_RATE;
 use crate::roster::DESK;
 use crate::sip::leg::InboundLeg;
 use crate::sip::sdp::Negotiated;
-use crate::store::{CallEvent, HangupBy, NewCall, Outcome};
+use crate::store::{CallEvent, HangupBy, LegQuality, NewCall, Outcome};
 
 /// Why a call stopped before its natural end.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +99,25 @@ pub(crate) struct Call {
     pub(crate) keys: String,
 }
 
+/// A leg's media figures as the call record keeps them (attempt 0: the caller).
+pub(crate) fn leg_quality(call_id: &str, attempt_no: u32, q: Quality) -> LegQuality {
+    let us = |ms: f64| (ms * 1000.0).round().clamp(0.0, f64::from(u32::MAX)) as u32;
+    LegQuality {
+        call_id: call_id.to_string(),
+        attempt_no,
+        packets_sent: q.packets_sent,
+        packets_received: q.packets_received,
+        packets_lost: q.packets_lost,
+        jitter_us: us(q.jitter_ms),
+        rtt_us: q.rtt_ms.map(us),
+        peer_lost: q.peer.map(|p| p.total_lost),
+        peer_jitter_us: q
+            .peer
+            .map(|p| p.jitter.saturating_mul(1_000_000 / SAMPLE_RATE)),
+        rtcp_reports: q.reports_received,
+    }
+}
+
 /// Run a call to its end. `offer` is the SDP negotiation of the INVITE's offer
 /// (None for an INVITE without SDP: our offer goes in the 200, the answer in the ACK).
 pub(crate) async fn run(ctx: Arc<CallContext>, leg: InboundLeg, offer: Option<Negotiated>) {
@@ -130,6 +151,10 @@ pub(crate) async fn run(ctx: Arc<CallContext>, leg: InboundLeg, offer: Option<Ne
             (Outcome::Failed, HangupBy::System, Some(why))
         }
     };
+    if let Some(q) = call.caller.media_quality() {
+        let quality = leg_quality(call.caller.call_id(), 0, q);
+        call.ctx.record(CallEvent::Quality(quality));
+    }
     call.caller.close_media();
     call.ctx.record(CallEvent::Ended {
         call_id: call.caller.call_id().to_string(),

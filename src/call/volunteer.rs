@@ -205,6 +205,11 @@ impl VolunteerLeg {
         self.sip.cancel().await;
     }
 
+    /// How the leg's media went.
+    pub(crate) fn media_quality(&self) -> crate::media::rtcp::Quality {
+        self.media.quality()
+    }
+
     /// End an answered leg (BYE). Idempotent.
     pub(crate) async fn hangup(&mut self) {
         self.sip.hangup().await;

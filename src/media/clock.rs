@@ -109,6 +109,17 @@ impl StreamTx {
         });
     }
 
+    /// What this leg has sent, for its RTCP sender report at `now`.
+    pub(crate) fn sending(&self, now: Instant) -> crate::media::rtcp::Sending {
+        let sent = self.out.sent();
+        crate::media::rtcp::Sending {
+            ssrc: self.out.ssrc(),
+            packets: sent.packets,
+            octets: sent.octets,
+            rtp_time: self.out.ts_at(now),
+        }
+    }
+
     /// This leg's RTP socket (where SRTP is keyed).
     pub(crate) fn socket(&self) -> Arc<RtpSocket> {
         self.socket.clone()

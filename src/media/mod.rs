@@ -10,6 +10,7 @@ pub mod prompts;
 pub(crate) mod receiver;
 pub(crate) mod recorder;
 pub(crate) mod relay;
+pub(crate) mod rtcp;
 pub(crate) mod rtp;
 pub(crate) mod rxstats;
 pub(crate) mod session;

@@ -108,7 +108,6 @@ impl OutStream {
     }
 
     /// Packets and octets sent so far.
-    #[cfg(test)]
     pub(crate) fn sent(&self) -> SentStats {
         SentStats {
             end_ts: self.end_ts,
@@ -118,7 +117,6 @@ impl OutStream {
 
     /// The RTP timestamp that corresponds to `now` (for an RTCP sender report):
     /// the end of the newest media plus the time since it was sent.
-    #[cfg(test)]
     pub(crate) fn ts_at(&self, now: Instant) -> u32 {
         match self.last_sent {
             Some(last) => self
@@ -127,6 +125,11 @@ impl OutStream {
                 .wrapping_add(elapsed_samples(last, now)),
             None => self.end_ts,
         }
+    }
+
+    /// The stream's SSRC (reports about it carry it).
+    pub(crate) fn ssrc(&self) -> u32 {
+        self.ssrc
     }
 
     /// A different source feeds the stream from now on (a prompt starts, ringback,

@@ -232,7 +232,6 @@ impl Receiver {
     }
 
     /// What the leg's stream looked like on arrival (for RTCP reports).
-    #[cfg(test)]
     pub(crate) fn stats(&self) -> &RxStats {
         &self.stats
     }

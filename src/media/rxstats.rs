@@ -81,31 +81,26 @@ impl RxStats {
     }
 
     /// Packets received from the leg.
-    #[cfg(test)]
     pub(crate) fn received(&self) -> u32 {
         self.received_before + self.received
     }
 
     /// Packets lost (expected minus received; negative with duplicates, RFC 3550 6.4.1).
-    #[cfg(test)]
     pub(crate) fn lost(&self) -> i64 {
         self.lost_before + self.lost_this_source()
     }
 
     /// Extended highest sequence number received (for a report block).
-    #[cfg(test)]
     pub(crate) fn extended_max_seq(&self) -> u32 {
         self.cycles + u32::from(self.max_seq)
     }
 
     /// Interarrival jitter in timestamp units (1/8000 s for G.711).
-    #[cfg(test)]
     pub(crate) fn jitter(&self) -> u32 {
         self.jitter16 >> 4
     }
 
     /// The source counted now.
-    #[cfg(test)]
     pub(crate) fn ssrc(&self) -> Option<u32> {
         self.ssrc
     }

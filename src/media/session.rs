@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -15,6 +15,7 @@ use crate::media::prompts::Prompt;
 use crate::media::receiver::{Receiver, RxMedia};
 use crate::media::recorder::Recorder;
 use crate::media::relay::{LegMedia, RelayDirection};
+use crate::media::rtcp::{Quality, Rtcp};
 use crate::media::socket::RtpSocket;
 
 /// How a key reached us.
@@ -94,15 +95,14 @@ impl PortPool {
     }
 
     /// Bind the next free pair; a port someone else holds is skipped.
-    pub(crate) async fn bind(&self) -> Result<(RtpSocket, std::net::UdpSocket), MediaError> {
+    pub(crate) async fn bind(&self) -> Result<(RtpSocket, RtpSocket), MediaError> {
         let pairs = ((self.last.saturating_sub(self.first)) / 2 + 1) as usize;
         for _ in 0..pairs {
             let port = self.next_port();
             let Ok(rtp) = RtpSocket::bind(SocketAddr::new(self.ip, port)) else {
                 continue;
             };
-            // RTCP's port is held so no one else takes it; we send no RTCP reports.
-            let Ok(rtcp) = std::net::UdpSocket::bind((self.ip, port + 1)) else {
+            let Ok(rtcp) = RtpSocket::bind_rtcp(SocketAddr::new(self.ip, port + 1)) else {
                 continue;
             };
             return Ok((rtp, rtcp));
@@ -174,8 +174,10 @@ pub(crate) struct MediaSession {
     tx: Arc<Mutex<StreamTx>>,
     rx: Arc<Mutex<RxShared>>,
     _registration: Registration,
-    _rtcp: std::net::UdpSocket,
+    rtcp_socket: Arc<RtpSocket>,
+    rtcp: Arc<Mutex<Rtcp>>,
     rx_task: JoinHandle<()>,
+    rtcp_task: JoinHandle<()>,
     events: mpsc::Receiver<MediaEvent>,
     playing: Option<oneshot::Receiver<PlayEnd>>,
 }
@@ -183,6 +185,7 @@ pub(crate) struct MediaSession {
 impl Drop for MediaSession {
     fn drop(&mut self) {
         self.rx_task.abort();
+        self.rtcp_task.abort();
     }
 }
 
@@ -217,13 +220,29 @@ impl MediaSession {
             receiver,
         }));
         let rx_task = tokio::spawn(receive(socket, tx.clone(), shared.clone(), ev_tx));
+        let rtcp_socket = Arc::new(rtcp);
+        let cname = format!("hotline-{:016x}", rand::random::<u64>());
+        let rtcp = Arc::new(Mutex::new(Rtcp::new(
+            Instant::now(),
+            SystemTime::now(),
+            &cname,
+            rand::random(),
+        )));
+        let rtcp_task = tokio::spawn(report(
+            rtcp_socket.clone(),
+            tx.clone(),
+            shared.clone(),
+            rtcp.clone(),
+        ));
         Ok(MediaSession {
             local_port,
             tx,
             rx: shared,
             _registration: registration,
-            _rtcp: rtcp,
+            rtcp_socket,
+            rtcp,
             rx_task,
+            rtcp_task,
             events,
             playing: None,
         })
@@ -354,10 +373,30 @@ impl MediaSession {
     pub(crate) fn set_srtp(&self, keys: Option<crate::media::srtp::SrtpKeys>) {
         let socket = self.tx.lock().map(|tx| tx.socket());
         if let Ok(socket) = socket {
-            if let Err(e) = socket.set_srtp(keys) {
-                tracing::warn!("could not key SRTP for this leg: {e}");
+            for s in [&*socket, &*self.rtcp_socket] {
+                if let Err(e) = s.set_srtp(keys) {
+                    tracing::warn!("could not key SRTP for this leg: {e}");
+                }
             }
         }
+    }
+
+    /// What this leg sent and received so far, with what RTCP told us.
+    pub(crate) fn quality(&self) -> Quality {
+        let sent = self
+            .tx
+            .lock()
+            .map(|t| t.sending(Instant::now()).packets)
+            .unwrap_or(0);
+        let stats = self
+            .rx
+            .lock()
+            .map(|rx| rx.receiver.stats().clone())
+            .unwrap_or_default();
+        self.rtcp
+            .lock()
+            .map(|r| r.quality(sent, &stats))
+            .unwrap_or_default()
     }
 
     /// A re-INVITE moved the caller's media or put the call on hold.
@@ -444,6 +483,62 @@ async fn receive(
         if let Some((key, method)) = key {
             if events.send(MediaEvent::Dtmf(key, method)).await.is_err() {
                 return;
+            }
+        }
+    }
+}
+
+/// The RTCP loop: the leg's report when it is due, and the peer's reports as
+/// they come. Reports go where the peer's RTCP comes from when it comes from the
+/// leg's media address, else to the RTP port + 1 (RFC 3550 11); a datagram from
+/// anywhere else is ignored, so the port reflects nothing to strangers.
+async fn report(
+    socket: Arc<RtpSocket>,
+    tx: Arc<Mutex<StreamTx>>,
+    shared: Arc<Mutex<RxShared>>,
+    rtcp: Arc<Mutex<Rtcp>>,
+) {
+    let mut buf = [0u8; 1500];
+    let mut latched: Option<SocketAddr> = None;
+    loop {
+        let Ok(due) = rtcp.lock().map(|r| r.poll_timeout()) else {
+            return;
+        };
+        tokio::select! {
+            got = socket.recv_from(&mut buf) => {
+                let Ok((len, from)) = got else { continue };
+                let Ok((ssrc, remote)) = tx.lock().map(|t| (t.sending(Instant::now()).ssrc, t.remote)) else {
+                    return;
+                };
+                if remote.is_some_and(|r| r.ip() != from.ip()) {
+                    continue;
+                }
+                let read = rtcp.lock().map(|mut r| r.handle_packet(Instant::now(), &buf[..len], ssrc));
+                match read {
+                    Ok(Ok(())) => latched = Some(from),
+                    Ok(Err(e)) => tracing::trace!(%from, "RTCP datagram ignored: {e}"),
+                    Err(_) => return,
+                }
+            }
+            _ = tokio::time::sleep_until(due.into()) => {
+                let now = Instant::now();
+                let Ok((sending, remote)) = tx.lock().map(|t| (t.sending(now), t.remote)) else {
+                    return;
+                };
+                let Ok(stats) = shared.lock().map(|rx| rx.receiver.stats().clone()) else {
+                    return;
+                };
+                let Ok(packet) = rtcp.lock().map(|mut r| r.handle_timeout(now, sending, &stats)) else {
+                    return;
+                };
+                let to = match (latched, remote) {
+                    (Some(l), Some(r)) if l.ip() == r.ip() => Some(l),
+                    (_, Some(r)) => Some(SocketAddr::new(r.ip(), r.port().wrapping_add(1))),
+                    (l, None) => l,
+                };
+                if let (Some(packet), Some(to)) = (packet, to) {
+                    let _ = socket.try_send_to(&packet, to);
+                }
             }
         }
     }

@@ -16,9 +16,11 @@ use tokio::io::Interest;
 
 use crate::media::srtp::{SrtpKeys, SrtpSession};
 
-/// One leg's RTP socket.
+/// One leg's RTP socket, or its RTCP socket on the odd port above.
 pub(crate) struct RtpSocket {
     fd: AsyncFd<UdpSocket>,
+    /// RTCP is protected as SRTCP (RFC 3711 3.4), with the same keys.
+    rtcp: bool,
     /// SRTP hook: when set, every packet of this leg is protected on its way out
     /// and unprotected on its way in, here and nowhere else (RFC 3711).
     srtp: Mutex<Option<SrtpSession>>,
@@ -27,6 +29,15 @@ pub(crate) struct RtpSocket {
 impl RtpSocket {
     /// Bind a non-blocking socket and register it with the reactor for reads.
     pub(crate) fn bind(addr: SocketAddr) -> io::Result<RtpSocket> {
+        Self::bind_for(addr, false)
+    }
+
+    /// The same for a leg's RTCP.
+    pub(crate) fn bind_rtcp(addr: SocketAddr) -> io::Result<RtpSocket> {
+        Self::bind_for(addr, true)
+    }
+
+    fn bind_for(addr: SocketAddr, rtcp: bool) -> io::Result<RtpSocket> {
         let socket = UdpSocket::bind(addr)?;
         socket.set_nonblocking(true)?;
         // SAFETY: the AsyncFd owns this std socket for its whole life; a std
@@ -34,6 +45,7 @@ impl RtpSocket {
         let fd = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }?;
         Ok(RtpSocket {
             fd,
+            rtcp,
             srtp: Mutex::new(None),
         })
     }
@@ -83,7 +95,11 @@ impl RtpSocket {
         let Some(session) = srtp.as_mut() else {
             return Some(len);
         };
-        let plain = session.unprotect_rtp(&buf[..len]).ok()?;
+        let plain = if self.rtcp {
+            session.unprotect_rtcp(&buf[..len]).ok()?
+        } else {
+            session.unprotect_rtp(&buf[..len]).ok()?
+        };
         let n = plain.len().min(buf.len());
         buf[..n].copy_from_slice(&plain[..n]);
         Some(n)
@@ -94,9 +110,12 @@ impl RtpSocket {
     pub(crate) fn try_send_to(&self, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
         let protected = match self.srtp.lock().as_deref_mut() {
             Ok(Some(session)) => Some(
-                session
-                    .protect_rtp(buf)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+                if self.rtcp {
+                    session.protect_rtcp(buf)
+                } else {
+                    session.protect_rtp(buf)
+                }
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
             ),
             _ => None,
         };

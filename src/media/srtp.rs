@@ -119,6 +119,16 @@ impl SrtpSession {
         Ok(self.protect.encrypt_rtp(rtp)?)
     }
 
+    /// An RTCP compound packet to send as SRTCP (RFC 3711 section 3.4).
+    pub(crate) fn protect_rtcp(&mut self, rtcp: &[u8]) -> Result<bytes::Bytes, SrtpError> {
+        Ok(self.protect.encrypt_rtcp(rtcp)?)
+    }
+
+    /// A received SRTCP packet, checked and decrypted.
+    pub(crate) fn unprotect_rtcp(&mut self, srtcp: &[u8]) -> Result<bytes::Bytes, SrtpError> {
+        Ok(self.unprotect.decrypt_rtcp(srtcp)?)
+    }
+
     /// A received SRTP packet, checked and decrypted; Err for a forgery, a replay or
     /// a packet under another key (dropped by the caller).
     pub(crate) fn unprotect_rtp(&mut self, srtp: &[u8]) -> Result<bytes::Bytes, SrtpError> {

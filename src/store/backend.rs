@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::event::CallEvent;
 use super::report::{ReportAttempt, ReportCall};
-use super::rows::{AttemptRow, CallRow};
+use super::rows::{AttemptRow, CallRow, QualityRow};
 use super::{postgres, redact_url, sqlite, StoreError, StoreOptions};
 
 /// The reads and writes of the call records.
@@ -50,6 +50,8 @@ pub(crate) trait Backend: Send + Sync {
     /// attempt number: a superset of the attempts of the calls listed from
     /// `since` on, in one query.
     async fn attempts_since(&self, since: &str) -> Result<Vec<AttemptRow>, sqlx::Error>;
+    /// Media quality rows of every call started at or after `since`.
+    async fn quality_since(&self, since: &str) -> Result<Vec<QualityRow>, sqlx::Error>;
 }
 
 /// Opens the backend named by the URL scheme.

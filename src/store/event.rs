@@ -109,6 +109,43 @@ pub struct NewCall {
     pub started_at: DateTime<Utc>,
 }
 
+/// One leg's media figures at its end, RFC 3550's counts plus what RTCP told
+/// us: a row of `call_quality`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegQuality {
+    /// Caller leg's Call-ID.
+    pub call_id: String,
+    /// 0 for the caller's leg, else the volunteer attempt it belongs to.
+    pub attempt_no: u32,
+    /// RTP packets we sent on this leg.
+    pub packets_sent: u32,
+    /// RTP packets we received on it.
+    pub packets_received: u32,
+    /// Expected minus received (negative with duplicates).
+    pub packets_lost: i64,
+    /// Interarrival jitter of what we received, in microseconds.
+    pub jitter_us: u32,
+    /// The latest round trip from RTCP, in microseconds, when reports allowed one.
+    pub rtt_us: Option<u32>,
+    /// Our packets the peer reported lost, when it sent reports.
+    pub peer_lost: Option<u32>,
+    /// The jitter the peer reported for our stream, in microseconds.
+    pub peer_jitter_us: Option<u32>,
+    /// RTCP reports (SR or RR) received from the peer.
+    pub rtcp_reports: u32,
+}
+
+impl LegQuality {
+    /// `caller` or `volunteer`, as stored.
+    pub fn leg(&self) -> &'static str {
+        if self.attempt_no == 0 {
+            "caller"
+        } else {
+            "volunteer"
+        }
+    }
+}
+
 /// One update to a call's records. The writer applies them strictly in the
 /// order they were recorded, and applying one twice is harmless, so a retry
 /// after a half-finished write does no damage.
@@ -196,6 +233,8 @@ pub enum CallEvent {
         /// Why it failed, when the failure was ours rather than a SIP answer.
         reason: Option<String>,
     },
+    /// A leg's media ended: its quality figures (ignored if already stored).
+    Quality(LegQuality),
 }
 
 impl CallEvent {
@@ -203,6 +242,7 @@ impl CallEvent {
     pub fn call_id(&self) -> &str {
         match self {
             CallEvent::Started(c) => &c.call_id,
+            CallEvent::Quality(q) => &q.call_id,
             CallEvent::Answered { call_id, .. }
             | CallEvent::Key { call_id, .. }
             | CallEvent::Station { call_id, .. }

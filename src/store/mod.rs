@@ -70,10 +70,11 @@ pub(crate) mod rows;
 mod sql;
 mod sqlite;
 
-pub use event::{AttemptResult, CallEvent, HangupBy, NewCall, Outcome};
+pub use event::{AttemptResult, CallEvent, HangupBy, LegQuality, NewCall, Outcome};
 pub use report::{format_report, Report, StationLine, VolunteerLine, NO_STATION};
 pub use rows::{
     format_calls_table, format_calls_with_attempts, AttemptRow, CallRow, CallWithAttempts,
+    QualityRow,
 };
 
 use backend::Backend;
@@ -336,13 +337,14 @@ impl Store {
     pub async fn recent_calls_with_attempts(
         &self,
         limit: u32,
-    ) -> Result<Vec<(CallRow, Vec<AttemptRow>)>, StoreError> {
+    ) -> Result<Vec<CallWithAttempts>, StoreError> {
         let calls = self.inner.backend.recent_calls(limit).await?;
         let Some(oldest) = calls.iter().map(|c| c.started_at.as_str()).min() else {
             return Ok(Vec::new());
         };
         let attempts = self.inner.backend.attempts_since(oldest).await?;
-        Ok(group_attempts(calls, attempts))
+        let quality = self.inner.backend.quality_since(oldest).await?;
+        Ok(group_attempts(calls, attempts, quality))
     }
 
     /// The figures for `hotline report`: calls started on local days
@@ -367,22 +369,33 @@ impl Store {
     }
 }
 
-/// Hands each call the attempts with its Call-ID, in `attempt_no` order;
-/// attempts of calls not listed are dropped.
+/// Hands each call the attempts and quality rows with its Call-ID, in
+/// `attempt_no` order; rows of calls not listed are dropped.
 fn group_attempts(
     calls: Vec<CallRow>,
     attempts: Vec<AttemptRow>,
-) -> Vec<(CallRow, Vec<AttemptRow>)> {
+    quality: Vec<QualityRow>,
+) -> Vec<CallWithAttempts> {
     let mut by_call: HashMap<String, Vec<AttemptRow>> = HashMap::new();
     for a in attempts {
         by_call.entry(a.call_id.clone()).or_default().push(a);
     }
+    let mut legs: HashMap<String, Vec<QualityRow>> = HashMap::new();
+    for q in quality {
+        legs.entry(q.call_id.clone()).or_default().push(q);
+    }
     calls
         .into_iter()
-        .map(|c| {
-            let mut mine = by_call.remove(&c.call_id).unwrap_or_default();
-            mine.sort_by_key(|a| a.attempt_no);
-            (c, mine)
+        .map(|call| {
+            let mut attempts = by_call.remove(&call.call_id).unwrap_or_default();
+            attempts.sort_by_key(|a| a.attempt_no);
+            let mut quality = legs.remove(&call.call_id).unwrap_or_default();
+            quality.sort_by_key(|q| q.attempt_no);
+            CallWithAttempts {
+                call,
+                attempts,
+                quality,
+            }
         })
         .collect()
 }

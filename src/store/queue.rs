@@ -406,7 +406,10 @@ fn note_written(queue: &Queue, outage: &mut Option<Outage>, n: u64) {
 
 /// Updates touch an existing row; inserts may legitimately find theirs present.
 fn is_update(ev: &CallEvent) -> bool {
-    !matches!(ev, CallEvent::Started(_) | CallEvent::AttemptStarted { .. })
+    !matches!(
+        ev,
+        CallEvent::Started(_) | CallEvent::AttemptStarted { .. } | CallEvent::Quality(_)
+    )
 }
 
 #[cfg(test)]

@@ -393,7 +393,9 @@ fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error
 pub(crate) mod tests {
     use super::*;
     use crate::store::tests::TestResult;
-    use crate::store::{AttemptResult, CallEvent, HangupBy, NewCall, Outcome, Store, StoreError};
+    use crate::store::{
+        AttemptResult, CallEvent, CallWithAttempts, HangupBy, NewCall, Outcome, Store, StoreError,
+    };
     use chrono::{Offset, TimeZone, Utc};
 
     fn shanghai() -> FixedOffset {
@@ -650,7 +652,11 @@ pub(crate) mod tests {
         let listed = store.recent_calls_with_attempts(100).await?;
         assert_eq!(listed.len(), 18);
         let shape = |i: usize| -> (String, Vec<(i64, String)>) {
-            let (c, a) = &listed[i];
+            let CallWithAttempts {
+                call: c,
+                attempts: a,
+                ..
+            } = &listed[i];
             let a = a
                 .iter()
                 .map(|a| (a.attempt_no, a.volunteer.clone().unwrap_or_default()));
@@ -662,22 +668,27 @@ pub(crate) mod tests {
             shape(1),
             ("x".into(), owned(&[(1, "ana"), (2, "ben"), (3, "chen")]))
         );
-        let h3 = listed.iter().find(|(c, _)| c.call_id == "h3");
+        let h3 = listed.iter().find(|c| c.call.call_id == "h3");
         let h3: Vec<&str> = h3
-            .map(|(_, a)| a.iter().filter_map(|a| a.volunteer.as_deref()).collect())
+            .map(|c| {
+                c.attempts
+                    .iter()
+                    .filter_map(|a| a.volunteer.as_deref())
+                    .collect()
+            })
             .unwrap_or_default();
         assert_eq!(h3, ["ana", "ben", "chen"]);
-        for (c, attempts) in &listed {
-            assert!(attempts.iter().all(|a| a.call_id == c.call_id));
+        for c in &listed {
+            assert!(c.attempts.iter().all(|a| a.call_id == c.call.call_id));
         }
-        let total: usize = listed.iter().map(|(_, a)| a.len()).sum();
+        let total: usize = listed.iter().map(|c| c.attempts.len()).sum();
         assert_eq!(total, 16 + 4);
 
         let newest = store.recent_calls_with_attempts(1).await?;
         assert_eq!(newest.len(), 1);
-        assert_eq!(newest[0].0.call_id, "y");
+        assert_eq!(newest[0].call.call_id, "y");
         assert_eq!(
-            newest[0].1.len(),
+            newest[0].attempts.len(),
             1,
             "older calls' attempts are not handed out"
         );

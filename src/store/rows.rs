@@ -119,6 +119,91 @@ where
     })
 }
 
+/// One row of `call_quality`: how a leg's media went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QualityRow {
+    /// Caller leg's Call-ID.
+    pub call_id: String,
+    /// 0 for the caller's leg, else the attempt that reached the volunteer.
+    pub attempt_no: i64,
+    /// `caller` or `volunteer`.
+    pub leg: String,
+    /// RTP packets we sent on the leg.
+    pub packets_sent: i64,
+    /// RTP packets we received.
+    pub packets_received: i64,
+    /// Packets lost on the way to us (expected minus received).
+    pub packets_lost: i64,
+    /// Interarrival jitter of what we received, microseconds.
+    pub jitter_us: i64,
+    /// Round trip from RTCP, microseconds; None when the peer's reports gave none.
+    pub rtt_us: Option<i64>,
+    /// Our packets the peer reported lost; None without RTCP from the peer.
+    pub peer_lost: Option<i64>,
+    /// Jitter the peer reported for our stream, microseconds.
+    pub peer_jitter_us: Option<i64>,
+    /// RTCP reports received from the peer.
+    pub rtcp_reports: i64,
+}
+
+/// Reads a [`QualityRow`] from either backend's row type.
+pub(crate) fn quality_from_row<R>(row: &R) -> Result<QualityRow, sqlx::Error>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(QualityRow {
+        call_id: row.try_get("call_id")?,
+        attempt_no: row.try_get("attempt_no")?,
+        leg: row.try_get("leg")?,
+        packets_sent: row.try_get("packets_sent")?,
+        packets_received: row.try_get("packets_received")?,
+        packets_lost: row.try_get("packets_lost")?,
+        jitter_us: row.try_get("jitter_us")?,
+        rtt_us: row.try_get("rtt_us")?,
+        peer_lost: row.try_get("peer_lost")?,
+        peer_jitter_us: row.try_get("peer_jitter_us")?,
+        rtcp_reports: row.try_get("rtcp_reports")?,
+    })
+}
+
+/// `   media caller: sent 1500, received 1498, lost 2 (0.1%), jitter 1.2 ms,
+/// round trip 0.4 ms; their end lost 0, jitter 0.9 ms`.
+fn quality_line(q: &QualityRow) -> String {
+    let ms = |us: i64| format!("{:.1} ms", us as f64 / 1000.0);
+    let expected = q.packets_received + q.packets_lost.max(0);
+    let pct = if expected > 0 {
+        q.packets_lost.max(0) as f64 * 100.0 / expected as f64
+    } else {
+        0.0
+    };
+    let who = if q.attempt_no == 0 {
+        "caller".to_string()
+    } else {
+        format!("volunteer (attempt {})", q.attempt_no)
+    };
+    let mut line = format!(
+        "     media {who}: sent {}, received {}, lost {} ({pct:.1}%), jitter {}",
+        q.packets_sent,
+        q.packets_received,
+        q.packets_lost,
+        ms(q.jitter_us)
+    );
+    if let Some(rtt) = q.rtt_us {
+        line.push_str(&format!(", round trip {}", ms(rtt)));
+    }
+    match (q.peer_lost, q.peer_jitter_us) {
+        (Some(lost), Some(jitter)) => {
+            line.push_str(&format!("; their end lost {lost}, jitter {}", ms(jitter)))
+        }
+        _ if q.rtcp_reports == 0 => line.push_str("; no RTCP from their end"),
+        _ => {}
+    }
+    line
+}
+
 /// Renders calls as an aligned text table for `hotline calls`, so a
 /// coordinator can read the log in a terminal without SQL.
 pub fn format_calls_table(rows: &[CallRow]) -> String {
@@ -134,7 +219,8 @@ pub fn format_calls_table(rows: &[CallRow]) -> String {
 }
 
 /// A call with the volunteers rung for it, for `hotline calls --json`:
-/// the call's columns, plus `attempts` in attempt order.
+/// the call's columns, plus `attempts` in attempt order and the media
+/// `quality` of each leg (caller first).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CallWithAttempts {
     /// The call's row; its fields appear at the top level in JSON.
@@ -142,32 +228,36 @@ pub struct CallWithAttempts {
     pub call: CallRow,
     /// Its attempts, by `attempt_no`.
     pub attempts: Vec<AttemptRow>,
-}
-
-impl From<(CallRow, Vec<AttemptRow>)> for CallWithAttempts {
-    fn from((call, attempts): (CallRow, Vec<AttemptRow>)) -> Self {
-        CallWithAttempts { call, attempts }
-    }
+    /// Its legs' media figures, by `attempt_no` (0, the caller, first).
+    pub quality: Vec<QualityRow>,
 }
 
 /// The calls table with each call's attempts indented under its line:
 /// `  -> 1. wang sip:13800138000@trunk.example busy (486) 00:00:03`.
-pub fn format_calls_with_attempts(calls: &[(CallRow, Vec<AttemptRow>)]) -> String {
+pub fn format_calls_with_attempts(calls: &[CallWithAttempts]) -> String {
     if calls.is_empty() {
         return "no calls recorded yet\n".to_string();
     }
-    let mut lines = calls_table_lines(calls.iter().map(|(c, _)| c));
+    let mut lines = calls_table_lines(calls.iter().map(|c| &c.call));
     let mut out = String::new();
     if let Some(header) = lines.next() {
         out.push_str(&header);
         out.push('\n');
     }
-    for ((call, attempts), line) in calls.iter().zip(lines) {
+    for (c, line) in calls.iter().zip(lines) {
         out.push_str(&line);
         out.push('\n');
-        for a in attempts {
-            out.push_str(&attempt_line(call, a));
+        for q in c.quality.iter().filter(|q| q.attempt_no == 0) {
+            out.push_str(&quality_line(q));
             out.push('\n');
+        }
+        for a in &c.attempts {
+            out.push_str(&attempt_line(&c.call, a));
+            out.push('\n');
+            for q in c.quality.iter().filter(|q| q.attempt_no == a.attempt_no) {
+                out.push_str(&quality_line(q));
+                out.push('\n');
+            }
         }
     }
     out

@@ -14,7 +14,9 @@ use sqlx::{
 use super::backend::Backend;
 use super::event::{db_time, CallEvent};
 use super::report::{ReportAttempt, ReportCall};
-use super::rows::{attempt_from_row, call_from_row, AttemptRow, CallRow};
+use super::rows::{
+    attempt_from_row, call_from_row, quality_from_row, AttemptRow, CallRow, QualityRow,
+};
 use super::{StoreError, StoreOptions, POOL_CONNECTIONS};
 
 /// A pool of either database, and the shared SQL run on it.
@@ -105,6 +107,7 @@ where
     for<'e> String: Encode<'e, DB> + Type<DB>,
     for<'e> i64: Encode<'e, DB> + Type<DB>,
     for<'e> Option<i32>: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<i64>: Encode<'e, DB> + Type<DB>,
     for<'e> Option<String>: Encode<'e, DB> + Type<DB>,
 {
     match ev {
@@ -197,6 +200,23 @@ where
         .bind(reason.clone())
         .bind(call_id.as_str())
         .bind(i64::from(*attempt_no)),
+        CallEvent::Quality(q) => sqlx::query(
+            "INSERT INTO call_quality (call_id, attempt_no, leg, packets_sent, packets_received, \
+             packets_lost, jitter_us, rtt_us, peer_lost, peer_jitter_us, rtcp_reports) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (call_id, attempt_no) DO NOTHING",
+        )
+        .bind(q.call_id.as_str())
+        .bind(i64::from(q.attempt_no))
+        .bind(q.leg())
+        .bind(i64::from(q.packets_sent))
+        .bind(i64::from(q.packets_received))
+        .bind(q.packets_lost)
+        .bind(i64::from(q.jitter_us))
+        .bind(q.rtt_us.map(i64::from))
+        .bind(q.peer_lost.map(i64::from))
+        .bind(q.peer_jitter_us.map(i64::from))
+        .bind(i64::from(q.rtcp_reports)),
     }
 }
 
@@ -211,6 +231,7 @@ where
     for<'e> String: Encode<'e, DB> + Type<DB>,
     for<'e> i64: Encode<'e, DB> + Type<DB>,
     for<'e> Option<i32>: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<i64>: Encode<'e, DB> + Type<DB>,
     for<'e> Option<String>: Encode<'e, DB> + Type<DB>,
     &'static str: ColumnIndex<DB::Row>,
     for<'r> String: Decode<'r, DB>,
@@ -354,5 +375,18 @@ where
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(attempt_from_row).collect()
+    }
+
+    async fn quality_since(&self, since: &str) -> Result<Vec<QualityRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT q.call_id, q.attempt_no, q.leg, q.packets_sent, q.packets_received, \
+             q.packets_lost, q.jitter_us, q.rtt_us, q.peer_lost, q.peer_jitter_us, q.rtcp_reports \
+             FROM call_quality q JOIN calls c ON c.call_id = q.call_id \
+             WHERE c.started_at >= $1 ORDER BY q.call_id, q.attempt_no",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(quality_from_row).collect()
     }
 }
