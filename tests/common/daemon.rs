@@ -229,7 +229,8 @@ impl Daemon {
     }
 
     /// A test phone on this daemon from another loopback address (127.0.0.2 and up
-    /// are other "hosts" to the per-address limits).
+    /// are other "hosts" to the per-address limits; a test using one runs in
+    /// `common::netns`).
     pub async fn phone_from(
         &self,
         transport: super::phone::Transport,
