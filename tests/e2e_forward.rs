@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +43,8 @@ async fn daemon() -> Daemon {
 /// A volunteer in the roster: always on duty at `stations`, in the order given.
 struct OnDuty<'a> {
     id: &'a str,
-    phone: &'a VolunteerPhone,
+    /// Their `phone`: a test phone's URI, or a place nothing answers.
+    uri: String,
     screen: bool,
     stations: &'a [&'a str],
 }
@@ -50,7 +52,7 @@ struct OnDuty<'a> {
 fn duty<'a>(id: &'a str, phone: &'a VolunteerPhone, stations: &'a [&'a str]) -> OnDuty<'a> {
     OnDuty {
         id,
-        phone,
+        uri: phone.uri(),
         screen: false,
         stations,
     }
@@ -61,10 +63,7 @@ fn roster_text(list: &[OnDuty]) -> String {
     for v in list {
         s.push_str(&format!(
             "\n[[volunteer]]\nid = \"{}\"\nname = \"{}\"\nphone = \"{}\"\nscreen = {}\n",
-            v.id,
-            v.id,
-            v.phone.uri(),
-            v.screen
+            v.id, v.id, v.uri, v.screen
         ));
     }
     for v in list {
@@ -425,6 +424,96 @@ async fn refusal_moves_on_at_once(first: Behaviour, result: &str, status: i32) {
     d.ended_record(&c.call_id, Duration::from_secs(3)).await;
 }
 
+/// A phone on a TCP port that answers every INVITE with 486 Busy Here; counts the
+/// connections made to it. Lives until the test's runtime ends.
+async fn busy_tcp_phone() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use common::sip::{response_to, take_stream_message, SipMessage};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Ok(Some(raw)) = take_stream_message(&mut buf) {
+                        let Ok(msg) = SipMessage::parse(&raw) else {
+                            continue;
+                        };
+                        if msg.method() == Some("INVITE") {
+                            let busy = response_to(&msg, 486, "Busy Here", "busy1");
+                            let _ = stream.write_all(&busy.to_bytes()).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+/// A volunteer's phone over TCP with nothing listening: the attempt fails at once,
+/// `failed` with no SIP status (none came) and the reason, and the next is rung
+/// without waiting out the ring timeout. A phone that does listen on TCP still gets
+/// its INVITE, on the one connection opened to check it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_tcp_connection_is_a_failed_attempt_with_its_reason() {
+    let _g = SERIAL.lock().await;
+    bounded(LIMIT, async {
+        let d = daemon().await;
+        let b = volunteer("bob", answers()).await;
+        // A loopback port nobody listens on: bound, then closed again.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        let (busy, connections) = busy_tcp_phone().await;
+        let over_tcp = |id, addr| OnDuty {
+            id,
+            uri: format!("sip:{id}@{addr};transport=tcp"),
+            screen: false,
+            stations: &["health"],
+        };
+        set_roster(
+            &d,
+            &[
+                over_tcp("carol", dead),
+                over_tcp("dave", busy),
+                duty("bob", &b, &["health"]),
+            ],
+        );
+        let c = dial_station(&d, '2', CallOptions::default()).await;
+        let keyed = Instant::now();
+        let lb = b.wait_for_leg(1, LEG_WAIT).await.unwrap();
+        let waited = lb.invite_at.duration_since(keyed);
+        assert!(
+            waited < Duration::from_secs(1),
+            "Bob rung {waited:?} after the key; the ring timeout is 2 s"
+        );
+        lb.wait_confirmed(LEG_WAIT).await.unwrap();
+        let rows = attempts(&d, &c.call_id).await;
+        assert_eq!(
+            summary(&rows),
+            [
+                att("carol", "failed", None),
+                att("dave", "busy", Some(486)),
+                att("bob", "answered", Some(200))
+            ]
+        );
+        let reason = rows[0].reason.as_deref().unwrap_or_default();
+        assert!(reason.contains("connection refused"), "reason: {reason:?}");
+        assert_eq!(rows[1].reason, None);
+        assert_eq!(connections.load(Ordering::SeqCst), 1, "connections to Dave");
+        c.call.hangup().await.unwrap();
+        d.ended_record(&c.call_id, Duration::from_secs(3)).await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_volunteer_is_skipped_at_once() {
     let _g = SERIAL.lock().await;
@@ -505,7 +594,7 @@ async fn screened(
         &[
             OnDuty {
                 id: "alice",
-                phone: a,
+                uri: a.uri(),
                 screen: true,
                 stations: &["health"],
             },
@@ -1225,7 +1314,7 @@ async fn screened_volunteer_hears_the_screening_prompt_during_the_confirmation()
             &d,
             &[OnDuty {
                 id: "alice",
-                phone: &a,
+                uri: a.uri(),
                 screen: true,
                 stations: &["health"],
             }],

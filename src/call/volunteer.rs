@@ -83,6 +83,8 @@ impl VolunteerLeg {
                  (or ;transport=tls), or set [sip] sdes_over_plain = true"
             ));
         }
+        // A phone we cannot connect to fails here, before any media is opened.
+        ctx.dialer.connect_first(uri, via_trunk).await?;
         let media = MediaSession::open(
             &ctx.services.ports,
             &ctx.services.clock,

@@ -19,7 +19,7 @@ use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
-use rsipstack::sip::{StatusCode, StatusCodeKind, Uri};
+use rsipstack::sip::{StatusCode, StatusCodeKind, Transport, Uri};
 use rsipstack::transport::SipAddr;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -84,6 +84,35 @@ impl Dialer {
     /// without a trunk.
     pub(crate) fn trunk_domain(&self) -> Option<&str> {
         self.trunk.as_ref().map(|t| t.domain.as_str())
+    }
+
+    /// Before dialing `target` directly over TCP: open the connection the INVITE
+    /// will go on (rsipstack keeps it for the INVITE's transaction). rsipstack
+    /// itself only logs a failed connect and retries it on Timer A until Timer B
+    /// (32 s), so a phone with nothing listening would ring out as `no_answer`;
+    /// here a refused (or otherwise failed) connect is the attempt's local failure,
+    /// in words. A connect still pending after [`CONNECT_FIRST`] is left to
+    /// rsipstack's retries, as before. UDP, TLS and the trunk are not touched.
+    pub(crate) async fn connect_first(&self, target: &str, via_trunk: bool) -> Result<(), String> {
+        if via_trunk {
+            return Ok(());
+        }
+        let Some(addr) = Uri::try_from(target)
+            .ok()
+            .and_then(|u| SipAddr::try_from(&u).ok())
+            .filter(|a| a.r#type == Some(Transport::Tcp))
+        else {
+            return Ok(());
+        };
+        let layer = &self.dialogs.endpoint.transport_layer;
+        match tokio::time::timeout(CONNECT_FIRST, layer.lookup(&addr, None)).await {
+            Ok(Ok(_)) | Err(_) => Ok(()),
+            Ok(Err(e)) => Err(format!(
+                "cannot connect to {} over TCP: {}",
+                addr.addr,
+                connect_error(&e)
+            )),
+        }
     }
 
     /// Send the INVITE to `target`, offering media at `local`. `via_trunk` sends it
@@ -348,6 +377,25 @@ fn on_final(
         Ok(Ok((_, None))) => OutEvent::Failed("no final response".into()),
         Ok(Err(e)) => OutEvent::Failed(format!("INVITE failed: {e}")),
         Err(e) => OutEvent::Failed(format!("INVITE task failed: {e}")),
+    }
+}
+
+/// How long [`Dialer::connect_first`] waits for a TCP connection: a refusal on
+/// loopback or a LAN comes at once; the call flow waits on this, so it is short.
+const CONNECT_FIRST: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A failed connect in the words of the call record ("connection refused").
+fn connect_error(e: &rsipstack::Error) -> String {
+    use std::io::ErrorKind;
+    match e {
+        rsipstack::Error::IoError(io) => match io.kind() {
+            ErrorKind::ConnectionRefused => "connection refused".into(),
+            ErrorKind::ConnectionReset => "connection reset".into(),
+            ErrorKind::HostUnreachable => "host unreachable".into(),
+            ErrorKind::NetworkUnreachable => "network unreachable".into(),
+            _ => io.to_string(),
+        },
+        other => other.to_string(),
     }
 }
 

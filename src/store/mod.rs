@@ -11,7 +11,9 @@
 //! - `backend`: what the store asks of a database; `sql`: the statements,
 //!   written once for both databases.
 //! - `sqlite`, `postgres`: what differs per database (connecting and its
-//!   migrations folder under `migrations/`).
+//!   migrations folder under `migrations/`, and how a batch is written).
+//! - `batch`: a batch of events split into steps of one kind each, which
+//!   `pg_batch` writes to PostgreSQL as one multi-row statement per step.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -61,8 +63,24 @@ macro_rules! attempt_columns {
     };
 }
 
+/// `alive_at` moved forward to the time in `$p` (a parameter or a column),
+/// never back (a heartbeat may already have set a later one).
+macro_rules! alive_since {
+    ($p:literal) => {
+        concat!(
+            "alive_at = CASE WHEN alive_at > ",
+            $p,
+            " THEN alive_at ELSE ",
+            $p,
+            " END"
+        )
+    };
+}
+
 mod backend;
+mod batch;
 pub(crate) mod event;
+mod pg_batch;
 mod postgres;
 mod queue;
 pub(crate) mod report;

@@ -7,7 +7,8 @@ use std::str::FromStr;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::Postgres;
 
-use super::sql::{connect_pool, SqlBackend};
+use super::event::CallEvent;
+use super::sql::{connect_pool, SqlBackend, WriteBatch};
 use super::{redact_url, StoreError, StoreOptions};
 
 /// Connects (into `opts.pg_schema` if given, creating it) and migrates.
@@ -40,6 +41,13 @@ pub(crate) async fn open(
     SqlBackend::migrated(pool, &sqlx::migrate!("migrations/postgres"), shown).await
 }
 
+#[async_trait::async_trait]
+impl WriteBatch for SqlBackend<Postgres> {
+    async fn write_batch(&self, evs: &[CallEvent]) -> Result<Vec<u64>, sqlx::Error> {
+        super::pg_batch::apply(&self.pool, evs).await
+    }
+}
+
 /// Only plain identifiers, because the name is spliced into `CREATE SCHEMA`
 /// and into the connection's `search_path`.
 fn check_schema_name(name: &str) -> Result<(), StoreError> {
@@ -60,6 +68,7 @@ fn check_schema_name(name: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::batch::tests::check_tricky_batch;
     use crate::store::report::tests::{check_calls_with_attempts, check_report};
     use crate::store::tests::{
         check_heartbeat, check_interrupted, check_lifecycle, check_recent_calls,
@@ -184,6 +193,23 @@ mod tests {
     async fn recent_calls_are_newest_first_and_limited() -> TestResult {
         in_fresh_schema(|url, opts| async move {
             check_recent_calls(&Store::open_with(&url, opts).await?).await
+        })
+        .await
+    }
+
+    /// The batched statements write what SQLite's one statement per event
+    /// writes, and report the same rows touched.
+    #[tokio::test]
+    async fn batched_statements_write_what_one_by_one_writes() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let sqlite_url = format!("sqlite://{}", dir.path().join("b.db").display());
+        let sqlite = crate::store::backend::open(&sqlite_url, &StoreOptions::default()).await?;
+        let reference = check_tricky_batch(&*sqlite).await?;
+        in_fresh_schema(|url, opts| async move {
+            let pg = crate::store::backend::open(&url, &opts).await?;
+            let got = check_tricky_batch(&*pg).await?;
+            assert_eq!(got, reference);
+            Ok(())
         })
         .await
     }

@@ -2,7 +2,8 @@
 //! parameters, which PostgreSQL requires and SQLite reads as `?N`, and only
 //! SQL both accept (`CAST(x AS TEXT)` rather than PostgreSQL's `x::text`).
 //! What truly differs per database (connecting, migrations, PRAGMAs,
-//! schemas) lives in `sqlite.rs` and `postgres.rs`.
+//! schemas, and how a batch of events is written: [`WriteBatch`]) lives in
+//! `sqlite.rs` and `postgres.rs`.
 
 use async_trait::async_trait;
 use sqlx::migrate::{Migrate, Migrator};
@@ -77,20 +78,6 @@ impl RowsAffected for sqlx::postgres::PgQueryResult {
     fn rows_affected(&self) -> u64 {
         self.rows_affected()
     }
-}
-
-/// `alive_at` moved forward to the time in parameter `$p`, never back (a
-/// heartbeat may already have set a later one).
-macro_rules! alive_since {
-    ($p:literal) => {
-        concat!(
-            "alive_at = CASE WHEN alive_at > ",
-            $p,
-            " THEN alive_at ELSE ",
-            $p,
-            " END"
-        )
-    };
 }
 
 /// Why a call or attempt closed at start as `interrupted` was left open.
@@ -220,6 +207,46 @@ where
     }
 }
 
+/// How a database applies a batch of events in one transaction: the one
+/// place the backends write differently. SQLite runs the statements above
+/// one per event ([`apply_one_by_one`]): it is in-process, so a statement
+/// costs no round trip. PostgreSQL runs one multi-row statement per kind of
+/// event (`pg_batch.rs`), since a round trip per event is what made it fall
+/// behind at 300 calls/s.
+#[async_trait]
+pub(crate) trait WriteBatch {
+    /// As [`Backend::apply_batch`].
+    async fn write_batch(&self, evs: &[CallEvent]) -> Result<Vec<u64>, sqlx::Error>;
+}
+
+/// Applies `evs` in order in one transaction, a statement per event (one
+/// commit, and for SQLite one fsync, for the lot); returns the rows each
+/// touched.
+pub(crate) async fn apply_one_by_one<DB>(
+    pool: &Pool<DB>,
+    evs: &[CallEvent],
+) -> Result<Vec<u64>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    for<'e> String: Encode<'e, DB> + Type<DB>,
+    for<'e> i64: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<i32>: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<String>: Encode<'e, DB> + Type<DB>,
+    DB::QueryResult: RowsAffected,
+{
+    let mut tx = pool.begin().await?;
+    let mut touched = Vec::with_capacity(evs.len());
+    for ev in evs {
+        let done = event_query::<DB>(ev).execute(&mut *tx).await?;
+        touched.push(done.rows_affected());
+    }
+    tx.commit().await?;
+    Ok(touched)
+}
+
 #[async_trait]
 impl<DB> Backend for SqlBackend<DB>
 where
@@ -240,17 +267,10 @@ where
     for<'r> ReportCall: FromRow<'r, DB::Row>,
     for<'r> ReportAttempt: FromRow<'r, DB::Row>,
     DB::QueryResult: RowsAffected,
+    SqlBackend<DB>: WriteBatch,
 {
     async fn apply_batch(&self, evs: &[CallEvent]) -> Result<Vec<u64>, sqlx::Error> {
-        // One transaction: one commit (one fsync for SQLite) for the lot.
-        let mut tx = self.pool.begin().await?;
-        let mut touched = Vec::with_capacity(evs.len());
-        for ev in evs {
-            let done = event_query::<DB>(ev).execute(&mut *tx).await?;
-            touched.push(done.rows_affected());
-        }
-        tx.commit().await?;
-        Ok(touched)
+        self.write_batch(evs).await
     }
 
     async fn heartbeat(&self, now: &str, since: &str) -> Result<u64, sqlx::Error> {

@@ -9,7 +9,8 @@ use std::str::FromStr;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::Sqlite;
 
-use super::sql::{connect_pool, SqlBackend};
+use super::event::CallEvent;
+use super::sql::{apply_one_by_one, connect_pool, SqlBackend, WriteBatch};
 use super::{redact_url, StoreError, StoreOptions};
 
 /// Creates the folder and file if needed, connects and migrates.
@@ -26,6 +27,13 @@ pub(crate) async fn open(url: &str, opts: &StoreOptions) -> Result<SqlBackend<Sq
         .busy_timeout(opts.sqlite_busy_timeout);
     let pool = connect_pool(connect, &shown, opts).await?;
     SqlBackend::migrated(pool, &sqlx::migrate!("migrations/sqlite"), shown).await
+}
+
+#[async_trait::async_trait]
+impl WriteBatch for SqlBackend<Sqlite> {
+    async fn write_batch(&self, evs: &[CallEvent]) -> Result<Vec<u64>, sqlx::Error> {
+        apply_one_by_one(&self.pool, evs).await
+    }
 }
 
 /// `sqlite://data/hotline.db` should just work on a fresh install, so make
