@@ -6,7 +6,7 @@
 CREATE TABLE call_quality (
     id               BIGSERIAL PRIMARY KEY,
     call_id          TEXT NOT NULL,
-    attempt_no       INTEGER NOT NULL,
+    attempt_no       BIGINT NOT NULL,
     leg              TEXT NOT NULL CHECK (leg IN ('caller', 'volunteer')),
     packets_sent     BIGINT NOT NULL,
     packets_received BIGINT NOT NULL,

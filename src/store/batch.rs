@@ -28,6 +28,7 @@ pub(crate) enum Kind {
     Ended,
     AttemptStarted,
     AttemptEnded,
+    Quality,
 }
 
 impl Kind {
@@ -42,6 +43,7 @@ impl Kind {
             CallEvent::Ended { .. } => Kind::Ended,
             CallEvent::AttemptStarted { .. } => Kind::AttemptStarted,
             CallEvent::AttemptEnded { .. } => Kind::AttemptEnded,
+            CallEvent::Quality(_) => Kind::Quality,
         }
     }
 }
@@ -66,6 +68,8 @@ impl<'a> RowKey<'a> {
                 attempt_no,
                 ..
             } => RowKey::Attempt(call_id, *attempt_no),
+            // A leg's quality row, keyed like its attempt (0: the caller's leg).
+            CallEvent::Quality(q) => RowKey::Attempt(&q.call_id, q.attempt_no),
             other => RowKey::Call(other.call_id()),
         }
     }

@@ -753,6 +753,64 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn sqlite_keeps_each_legs_media_quality() -> TestResult {
+        let (_dir, store) = sqlite_store().await?;
+        check_quality(&store).await?;
+        Ok(())
+    }
+
+    /// A caller leg and a volunteer leg's figures land in `call_quality` (a
+    /// replay is ignored) and come back with the call, caller first.
+    pub(crate) async fn check_quality(store: &Store) -> Result<(), StoreError> {
+        let leg = |attempt_no, rtt_us| LegQuality {
+            call_id: "q".into(),
+            attempt_no,
+            packets_sent: 1500,
+            packets_received: 1490,
+            packets_lost: 10,
+            jitter_us: 1250,
+            rtt_us,
+            peer_lost: rtt_us.map(|_| 3),
+            peer_jitter_us: rtt_us.map(|_| 500),
+            rtcp_reports: u32::from(rtt_us.is_some()) * 6,
+        };
+        store.record(CallEvent::Started(started("q", 0)));
+        store.record(CallEvent::AttemptStarted {
+            call_id: "q".into(),
+            attempt_no: 1,
+            volunteer: "ana".into(),
+            target: "sip:ana@10.0.0.5".into(),
+            at: at(1),
+        });
+        store.record(CallEvent::Quality(leg(1, Some(400))));
+        store.record(CallEvent::Quality(leg(0, None)));
+        store.record(CallEvent::Quality(leg(0, None)));
+        store.flush(Duration::from_secs(5)).await?;
+        let calls = store.recent_calls_with_attempts(5).await?;
+        let q = &calls[0].quality;
+        assert_eq!(q.len(), 2, "{q:?}");
+        assert_eq!(
+            (q[0].leg.as_str(), q[0].rtt_us, q[0].rtcp_reports),
+            ("caller", None, 0)
+        );
+        assert_eq!(
+            (q[1].leg.as_str(), q[1].rtt_us, q[1].peer_lost),
+            ("volunteer", Some(400), Some(3))
+        );
+        assert_eq!(
+            (q[1].packets_sent, q[1].packets_lost, q[1].jitter_us),
+            (1500, 10, 1250)
+        );
+        let text = crate::store::format_calls_with_attempts(&calls);
+        assert!(text.contains("media caller: sent 1500, received 1490, lost 10 (0.7%), jitter 1.2 ms; no RTCP from their end"), "{text}");
+        assert!(
+            text.contains("round trip 0.4 ms; their end lost 3, jitter 0.5 ms"),
+            "{text}"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn recent_calls_are_newest_first_and_limited() -> TestResult {
         let (_dir, store) = sqlite_store().await?;
         check_recent_calls(&store).await?;

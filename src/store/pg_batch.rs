@@ -81,6 +81,21 @@ fn statement(kind: Kind) -> &'static str {
              WHERE a.call_id = v.call_id AND a.attempt_no = CAST(v.attempt_no AS BIGINT) \
              RETURNING a.call_id, a.attempt_no"
         }
+        Kind::Quality => {
+            "INSERT INTO call_quality AS q (call_id, attempt_no, leg, packets_sent, \
+               packets_received, packets_lost, jitter_us, rtt_us, peer_lost, peer_jitter_us, \
+               rtcp_reports) \
+             SELECT call_id, CAST(attempt_no AS BIGINT), leg, CAST(sent AS BIGINT), \
+               CAST(received AS BIGINT), CAST(lost AS BIGINT), CAST(jitter AS BIGINT), \
+               CAST(rtt AS BIGINT), CAST(peer_lost AS BIGINT), CAST(peer_jitter AS BIGINT), \
+               CAST(reports AS BIGINT) \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+               $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) WITH ORDINALITY \
+               AS v(call_id, attempt_no, leg, sent, received, lost, jitter, rtt, peer_lost, \
+                    peer_jitter, reports, n) \
+             ORDER BY n ON CONFLICT (call_id, attempt_no) DO NOTHING \
+             RETURNING q.call_id, q.attempt_no"
+        }
     }
 }
 
@@ -144,6 +159,19 @@ fn values(ev: &CallEvent) -> Vec<Option<String>> {
             sip_status.map(|c| c.to_string()),
             reason.clone(),
         ],
+        CallEvent::Quality(q) => vec![
+            s(&q.call_id),
+            Some(q.attempt_no.to_string()),
+            s(q.leg()),
+            Some(q.packets_sent.to_string()),
+            Some(q.packets_received.to_string()),
+            Some(q.packets_lost.to_string()),
+            Some(q.jitter_us.to_string()),
+            q.rtt_us.map(|v| v.to_string()),
+            q.peer_lost.map(|v| v.to_string()),
+            q.peer_jitter_us.map(|v| v.to_string()),
+            Some(q.rtcp_reports.to_string()),
+        ],
     }
 }
 
@@ -166,7 +194,7 @@ fn columns(rows: impl Iterator<Item = Vec<Option<String>>>) -> Vec<Vec<Option<St
 fn returned_key(kind: Kind, row: &PgRow) -> Result<(String, Option<i64>), sqlx::Error> {
     let call_id: String = row.try_get(0)?;
     let attempt_no = match kind {
-        Kind::AttemptStarted | Kind::AttemptEnded => Some(row.try_get(1)?),
+        Kind::AttemptStarted | Kind::AttemptEnded | Kind::Quality => Some(row.try_get(1)?),
         _ => None,
     };
     Ok((call_id, attempt_no))

@@ -71,7 +71,7 @@ mod tests {
     use crate::store::batch::tests::check_tricky_batch;
     use crate::store::report::tests::{check_calls_with_attempts, check_report};
     use crate::store::tests::{
-        check_heartbeat, check_interrupted, check_lifecycle, check_recent_calls,
+        check_heartbeat, check_interrupted, check_lifecycle, check_quality, check_recent_calls,
         check_voicemail_and_abandoned, TestResult,
     };
     use crate::store::Store;
@@ -177,6 +177,14 @@ mod tests {
                 ..opts
             };
             check_heartbeat(&Store::open_with(&url, opts).await?).await
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn keeps_each_legs_media_quality() -> TestResult {
+        in_fresh_schema(|url, opts| async move {
+            check_quality(&Store::open_with(&url, opts).await?).await
         })
         .await
     }

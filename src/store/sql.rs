@@ -234,6 +234,7 @@ where
     for<'e> String: Encode<'e, DB> + Type<DB>,
     for<'e> i64: Encode<'e, DB> + Type<DB>,
     for<'e> Option<i32>: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<i64>: Encode<'e, DB> + Type<DB>,
     for<'e> Option<String>: Encode<'e, DB> + Type<DB>,
     DB::QueryResult: RowsAffected,
 {
