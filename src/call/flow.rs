@@ -17,7 +17,6 @@ use crate::call::CallContext;
 use crate::media::prompts::Prompt;
 use crate::media::rtcp::Quality;
 use crate::media::session::DtmfMethod;
-use crate::media::SAMPLE_RATE;
 use crate::roster::DESK;
 use crate::sip::leg::InboundLeg;
 use crate::sip::sdp::Negotiated;
@@ -101,19 +100,16 @@ pub(crate) struct Call {
 
 /// A leg's media figures as the call record keeps them (attempt 0: the caller).
 pub(crate) fn leg_quality(call_id: &str, attempt_no: u32, q: Quality) -> LegQuality {
-    let us = |ms: f64| (ms * 1000.0).round().clamp(0.0, f64::from(u32::MAX)) as u32;
     LegQuality {
         call_id: call_id.to_string(),
         attempt_no,
         packets_sent: q.packets_sent,
         packets_received: q.packets_received,
         packets_lost: q.packets_lost,
-        jitter_us: us(q.jitter_ms),
-        rtt_us: q.rtt_ms.map(us),
-        peer_lost: q.peer.map(|p| p.total_lost),
-        peer_jitter_us: q
-            .peer
-            .map(|p| p.jitter.saturating_mul(1_000_000 / SAMPLE_RATE)),
+        jitter_us: q.jitter_us,
+        rtt_us: q.rtt_us,
+        peer_lost: q.peer_lost,
+        peer_jitter_us: q.peer_jitter_us,
         rtcp_reports: q.reports_received,
     }
 }

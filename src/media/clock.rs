@@ -109,6 +109,11 @@ impl StreamTx {
         });
     }
 
+    /// The leg's outgoing SSRC (the peer's reports about us carry it).
+    pub(crate) fn ssrc(&self) -> u32 {
+        self.out.ssrc()
+    }
+
     /// What this leg has sent, for its RTCP sender report at `now`.
     pub(crate) fn sending(&self, now: Instant) -> crate::media::rtcp::Sending {
         let sent = self.out.sent();

@@ -71,32 +71,36 @@ pub(crate) struct Sending {
 }
 
 /// What the peer's latest report said about our stream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct PeerView {
-    /// Fraction of our packets lost since their previous report, in 1/256.
-    pub fraction_lost: u8,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PeerView {
     /// Our packets they lost in all.
-    pub total_lost: u32,
+    total_lost: u32,
     /// Interarrival jitter of our stream at their end, in timestamp units.
-    pub jitter: u32,
+    jitter: u32,
 }
 
-/// A leg's media quality, for the call record and `/metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// A leg's media quality, for the call record and `/metrics`; times in
+/// microseconds, as the record keeps them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Quality {
     pub packets_sent: u32,
     pub packets_received: u32,
     /// Expected minus received (RFC 3550 A.3; negative with duplicates).
     pub packets_lost: i64,
-    /// Interarrival jitter of what we received, in milliseconds.
-    pub jitter_ms: f64,
-    /// The latest and the worst round trip, when the peer's reports allowed one.
-    pub rtt_ms: Option<f64>,
-    pub rtt_max_ms: Option<f64>,
-    /// What the peer said of our stream, when it sent reports.
-    pub peer: Option<PeerView>,
+    /// Interarrival jitter of what we received.
+    pub jitter_us: u32,
+    /// The latest round trip, when the peer's reports allowed one.
+    pub rtt_us: Option<u32>,
+    /// Our packets the peer reported lost, and its jitter for our stream,
+    /// when it sent reports about us.
+    pub peer_lost: Option<u32>,
+    pub peer_jitter_us: Option<u32>,
     pub reports_received: u32,
-    pub reports_sent: u32,
+}
+
+/// Timestamp units (1/8000 s) in microseconds.
+fn ts_to_us(units: u32) -> u32 {
+    units.saturating_mul(1_000_000 / SAMPLE_RATE)
 }
 
 /// Why a datagram on the RTCP port was not a report we could read.
@@ -124,9 +128,7 @@ pub(crate) struct Rtcp {
     last_sr: Option<(u32, Instant)>,
     peer: Option<PeerView>,
     rtt: Option<Duration>,
-    rtt_max: Option<Duration>,
     reports_received: u32,
-    reports_sent: u32,
 }
 
 impl Rtcp {
@@ -146,9 +148,7 @@ impl Rtcp {
             last_sr: None,
             peer: None,
             rtt: None,
-            rtt_max: None,
             reports_received: 0,
-            reports_sent: 0,
         }
     }
 
@@ -183,9 +183,7 @@ impl Rtcp {
             return None;
         }
         self.next = now + self.next_interval();
-        let packet = self.build(now, sending, rx);
-        self.reports_sent += u32::from(packet.is_some());
-        packet
+        self.build(now, sending, rx)
     }
 
     fn build(&mut self, now: Instant, sending: Sending, rx: &RxStats) -> Option<Vec<u8>> {
@@ -289,30 +287,27 @@ impl Rtcp {
 
     fn on_block(&mut self, now: Instant, b: &ReceptionReport) {
         self.peer = Some(PeerView {
-            fraction_lost: b.fraction_lost,
             total_lost: b.total_lost,
             jitter: b.jitter,
         });
         let arrival = middle(self.ntp_at(now));
         if let Some(rtt) = round_trip(arrival, b.last_sender_report, b.delay) {
             self.rtt = Some(rtt);
-            self.rtt_max = self.rtt_max.max(Some(rtt));
         }
     }
 
     /// The leg's figures so far.
     pub(crate) fn quality(&self, sent_packets: u32, rx: &RxStats) -> Quality {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         Quality {
             packets_sent: sent_packets,
             packets_received: rx.received(),
             packets_lost: rx.lost(),
-            jitter_ms: f64::from(rx.jitter()) * 1000.0 / f64::from(SAMPLE_RATE),
-            rtt_ms: self.rtt.map(ms),
-            rtt_max_ms: self.rtt_max.map(ms),
-            peer: self.peer,
+            jitter_us: ts_to_us(rx.jitter()),
+            // round_trip caps it at a minute, well inside u32 microseconds.
+            rtt_us: self.rtt.map(|d| d.as_micros() as u32),
+            peer_lost: self.peer.map(|p| p.total_lost),
+            peer_jitter_us: self.peer.map(|p| ts_to_us(p.jitter)),
             reports_received: self.reports_received,
-            reports_sent: self.reports_sent,
         }
     }
 }

@@ -507,7 +507,7 @@ async fn report(
         tokio::select! {
             got = socket.recv_from(&mut buf) => {
                 let Ok((len, from)) = got else { continue };
-                let Ok((ssrc, remote)) = tx.lock().map(|t| (t.sending(Instant::now()).ssrc, t.remote)) else {
+                let Ok((ssrc, remote)) = tx.lock().map(|t| (t.ssrc(), t.remote)) else {
                     return;
                 };
                 if remote.is_some_and(|r| r.ip() != from.ip()) {
