@@ -5,9 +5,9 @@
 //! every answer we would write is a 4xx (or 501 for a method we do not know), never a
 //! 500: malformed input is the client's fault (issue 8). An SDP we cannot use is 488.
 //!
-//! Each property runs `HOTLINE_FUZZ_CASES` inputs (default 20,000, as the guard's and
-//! the framer's own properties); `HOTLINE_FUZZ_CASES=1000000 cargo test --lib sip::fuzz`
-//! for a long run.
+//! Each property runs `HOTLINE_FUZZ_CASES` inputs (default 20,000: [`fuzz_cases`], which
+//! the guard's and the framer's own properties use too, as they use [`mutate`]);
+//! `HOTLINE_FUZZ_CASES=1000000 cargo test --lib sip::fuzz` for a long run.
 
 use proptest::prelude::*;
 
@@ -35,7 +35,8 @@ Content-Length: {}\r\n\r\n{SDP}",
     )
 }
 
-fn fuzz_cases() -> u32 {
+/// How many inputs a property runs: `HOTLINE_FUZZ_CASES`, or 20,000.
+pub(crate) fn fuzz_cases() -> u32 {
     std::env::var("HOTLINE_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -43,7 +44,7 @@ fn fuzz_cases() -> u32 {
 }
 
 /// Replace, delete or insert a byte at each edit's position.
-fn mutate(base: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
+pub(crate) fn mutate(base: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
     let mut v = base.to_vec();
     for &(pos, op, byte) in edits {
         if v.is_empty() {

@@ -406,6 +406,7 @@ impl rsipstack::platform::net::UdpSocket for GuardedUdp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::fuzz::{fuzz_cases, mutate};
     use proptest::prelude::*;
 
     const INVITE: &str = "INVITE sip:6289110@127.0.0.1 SIP/2.0\r\n\
@@ -563,31 +564,6 @@ Content-Length: 4\r\n\r\nv=0\n";
         if let Verdict::Reject { response, .. } = check_datagram(resp.as_bytes()) {
             assert!(response.is_none());
         }
-    }
-
-    fn fuzz_cases() -> u32 {
-        std::env::var("HOTLINE_FUZZ_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(20_000)
-    }
-
-    fn mutate(base: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
-        let mut v = base.to_vec();
-        for &(pos, op, byte) in edits {
-            if v.is_empty() {
-                break;
-            }
-            let i = pos % v.len();
-            match op % 3 {
-                0 => v[i] = byte,
-                1 => {
-                    v.remove(i);
-                }
-                _ => v.insert(i, byte),
-            }
-        }
-        v
     }
 
     proptest! {

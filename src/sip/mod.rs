@@ -13,7 +13,7 @@
 pub(crate) mod accept;
 pub(crate) mod digest;
 #[cfg(test)]
-mod fuzz;
+pub(crate) mod fuzz;
 pub(crate) mod guard;
 pub(crate) mod in_dialog;
 pub(crate) mod leg;

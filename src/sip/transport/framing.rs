@@ -225,6 +225,7 @@ impl StreamState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::fuzz::{fuzz_cases, mutate};
     use proptest::prelude::*;
 
     const OPTIONS: &str = "OPTIONS sip:6289110@127.0.0.1 SIP/2.0\r\n\
@@ -376,13 +377,6 @@ CSeq: 1 OPTIONS\r\nContent-Length: 4\r\n\r\nbody";
         );
     }
 
-    fn fuzz_cases() -> u32 {
-        std::env::var("HOTLINE_FUZZ_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(20_000)
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig { cases: fuzz_cases(), .. ProptestConfig::default() })]
 
@@ -441,12 +435,7 @@ CSeq: 1 OPTIONS\r\nContent-Length: 4\r\n\r\nbody";
         fn mutated_streams_through_framer_and_guard_never_panic(
             edits in proptest::collection::vec((0usize..4000, 0u8..3, any::<u8>()), 0..16),
         ) {
-            let mut v: Vec<u8> = [OPTIONS.as_bytes(), OPTIONS.as_bytes()].concat();
-            for &(pos, op, byte) in &edits {
-                if v.is_empty() { break; }
-                let i = pos % v.len();
-                match op % 3 { 0 => v[i] = byte, 1 => { v.remove(i); } _ => v.insert(i, byte) }
-            }
+            let v = mutate(&[OPTIONS.as_bytes(), OPTIONS.as_bytes()].concat(), &edits);
             let mut f = Framer::new(16 * 1024);
             f.push(&v);
             while let Ok(Some(frame)) = f.next_frame() {
