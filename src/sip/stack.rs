@@ -197,6 +197,45 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// UDP and TCP on the same port, as every SIP server does; both bound here so that a
+/// taken port stops the start with a clear error, and the port is open when `bind`
+/// returns. When the OS picks the port (`:0`), the UDP port it gave may already be
+/// some TCP connection's local port: then try another pair rather than fail.
+async fn bind_udp_and_tcp(
+    listen: SocketAddr,
+) -> Result<(tokio::net::UdpSocket, std::net::TcpListener, SocketAddr), StackError> {
+    const TRIES_ON_ANY_PORT: usize = 16;
+    let mut tries = 0;
+    loop {
+        let socket = tokio::net::UdpSocket::bind(listen)
+            .await
+            .map_err(|source| StackError::Udp {
+                addr: listen,
+                source,
+            })?;
+        let local = socket.local_addr().map_err(|source| StackError::Udp {
+            addr: listen,
+            source,
+        })?;
+        match bind_tcp(local) {
+            Ok(tcp) => return Ok((socket, tcp, local)),
+            Err(e)
+                if listen.port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && tries < TRIES_ON_ANY_PORT =>
+            {
+                tries += 1;
+            }
+            Err(e) => {
+                return Err(StackError::Tcp {
+                    addr: local,
+                    detail: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
 impl SipStack {
     /// Listen on `listen` over UDP and TCP (the same port for both), with the default
     /// limits and no TLS.
@@ -239,16 +278,7 @@ impl SipStack {
         let slots = CallSlots::new(limits.max_calls_for(options.rtp_ports));
         let policy = Policy::new(limits);
 
-        let socket = tokio::net::UdpSocket::bind(listen)
-            .await
-            .map_err(|source| StackError::Udp {
-                addr: listen,
-                source,
-            })?;
-        let local = socket.local_addr().map_err(|source| StackError::Udp {
-            addr: listen,
-            source,
-        })?;
+        let (socket, tcp, local) = bind_udp_and_tcp(listen).await?;
         let public_ip = public_ip.unwrap_or(local.ip());
         let external = (public_ip != local.ip()).then(|| SocketAddr::new(public_ip, local.port()));
         let udp = UdpConnection::from_socket(
@@ -260,13 +290,6 @@ impl SipStack {
         .map_err(|e| StackError::Stack(e.to_string()))?;
         transport.add_transport(udp.into());
 
-        // TCP on the same port as UDP, as every SIP server does; bound here so that a
-        // taken port stops the start with a clear error, and the port is open when
-        // `bind` returns.
-        let tcp = bind_tcp(local).map_err(|e| StackError::Tcp {
-            addr: local,
-            detail: e.to_string(),
-        })?;
         let (tls, tls_local) = match &options.tls {
             None => (None, None),
             Some(settings) => {
