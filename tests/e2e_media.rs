@@ -73,3 +73,107 @@ async fn a_peer_using_pt_96_for_pcmu_hears_the_prompt() {
     })
     .await;
 }
+
+/// The middle 32 bits of a 64-bit NTP timestamp (RFC 3550 6.4.1, LSR).
+fn ntp_middle(ntp: u64) -> u32 {
+    (ntp >> 16) as u32
+}
+
+/// RTCP on the wire (RFC 3550): the daemon sends the caller's leg a sender
+/// report (with SDES CNAME) to where the peer's RTCP comes from, takes the
+/// peer's receiver report, and stores a round trip computed from its LSR/DLSR
+/// with the call's `call_quality` row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtcp_sender_report_and_peer_receiver_report_give_a_round_trip() {
+    use rtcp::packet::{marshal, unmarshal};
+    use rtcp::receiver_report::ReceiverReport;
+    use rtcp::reception_report::ReceptionReport;
+    use rtcp::sender_report::SenderReport;
+    use rtcp::source_description::SourceDescription;
+
+    bounded(LIMIT, async {
+        // A long menu timeout: the caller sits in the menu while reports go by.
+        let d = Daemon::start(PORTS, |c| c.menu.timeout_s = 20).await;
+        let phone = d.phone(Transport::Udp).await;
+        let call = phone.call(CallOptions::default()).await.unwrap();
+        assert_eq!(call.status, 200);
+        let daemon_rtp = call.remote_rtp.expect("answer has a media address");
+        let daemon_rtcp = std::net::SocketAddr::new(daemon_rtp.ip(), daemon_rtp.port() + 1);
+
+        // Our RTCP socket: an empty receiver report from it shows the daemon where
+        // our reports come from, and its reports come back there.
+        let ours: u32 = 0x5eed_0001;
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let hello = ReceiverReport {
+            ssrc: ours,
+            ..Default::default()
+        };
+        let bytes = marshal(&[Box::new(hello)]).unwrap();
+        sock.send_to(&bytes, daemon_rtcp).await.unwrap();
+
+        // The daemon's first report is due about 2.5 s after the answer.
+        let mut buf = [0u8; 1500];
+        let (sr, cname) = loop {
+            let (n, from) = timeout(Duration::from_secs(8), sock.recv_from(&mut buf))
+                .await
+                .expect("the daemon sent no RTCP within 8 s")
+                .unwrap();
+            assert_eq!(from, daemon_rtcp, "RTCP comes from the RTP port + 1");
+            let packets = unmarshal(&mut &buf[..n]).expect("a valid RTCP compound packet");
+            let sr = packets
+                .iter()
+                .find_map(|p| p.as_any().downcast_ref::<SenderReport>().cloned());
+            let cname = packets
+                .iter()
+                .find_map(|p| p.as_any().downcast_ref::<SourceDescription>().cloned());
+            if let Some(sr) = sr {
+                break (sr, cname);
+            }
+        };
+        let got_sr_at = Instant::now();
+        assert!(sr.packet_count > 0, "the prompts were counted: {sr:?}");
+        assert!(cname.is_some(), "a compound report carries SDES CNAME");
+
+        // Answer with a report block about the daemon's stream, 20 ms after its SR.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let held = got_sr_at.elapsed();
+        let rr = ReceiverReport {
+            ssrc: ours,
+            reports: vec![ReceptionReport {
+                ssrc: sr.ssrc,
+                last_sender_report: ntp_middle(sr.ntp_time),
+                delay: (held.as_micros() * 65_536 / 1_000_000) as u32,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let bytes = marshal(&[Box::new(rr)]).unwrap();
+        sock.send_to(&bytes, daemon_rtcp).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let call_id = call.dialog.call_id.clone();
+        call.hangup().await.unwrap();
+        let _ = d.ended_record(&call_id, LIMIT).await;
+        let store = d.server().store();
+        store.flush(Duration::from_secs(5)).await.unwrap();
+        let calls = store.recent_calls_with_attempts(10).await.unwrap();
+        let this = calls
+            .iter()
+            .find(|c| c.call.call_id == call_id)
+            .expect("the call is recorded");
+        let caller = this
+            .quality
+            .iter()
+            .find(|q| q.attempt_no == 0)
+            .expect("the caller's leg has a call_quality row");
+        assert!(
+            caller.rtcp_reports >= 2,
+            "both our reports were read: {caller:?}"
+        );
+        let rtt = caller.rtt_us.expect("a round trip from our LSR/DLSR");
+        // Loopback: the true round trip is well under 100 ms even on a busy machine.
+        assert!(rtt < 100_000, "round trip {rtt} us");
+        assert!(caller.packets_sent > 0, "{caller:?}");
+    })
+    .await;
+}
