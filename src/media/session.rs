@@ -16,7 +16,7 @@ use crate::media::receiver::{Receiver, RxMedia};
 use crate::media::recorder::Recorder;
 use crate::media::relay::{LegMedia, RelayDirection};
 use crate::media::rtcp::{Quality, Rtcp};
-use crate::media::socket::RtpSocket;
+use crate::media::socket::{Inbox, RtpSocket};
 
 /// How a key reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -423,17 +423,17 @@ async fn receive(
     shared: Arc<Mutex<RxShared>>,
     events: mpsc::Sender<MediaEvent>,
 ) {
-    let mut buf = [0u8; 2048];
+    let mut inbox = Inbox::default();
     let mut out = [0u8; 2048];
     loop {
         let deadline = shared.lock().ok().and_then(|rx| rx.receiver.poll_timeout());
-        let recv = socket.recv_from(&mut buf);
+        let recv = socket.recv_into(&mut inbox);
         let received = match deadline {
             Some(d) => tokio::time::timeout_at(d.into(), recv).await,
             // Not armed yet: wake up now and then to see whether it is.
             None => tokio::time::timeout(Duration::from_millis(500), recv).await,
         };
-        let (len, from) = match received {
+        let (packet, from) = match received {
             Err(_elapsed) => {
                 let timeout = shared
                     .lock()
@@ -454,7 +454,7 @@ async fn receive(
             };
             let rx = &mut *guard;
             let now = Instant::now();
-            let Some(got) = rx.receiver.handle_packet(now, from, &buf[..len]) else {
+            let Some(got) = rx.receiver.handle_packet(now, from, packet) else {
                 continue;
             };
             if let Some(addr) = got.latched {
