@@ -35,6 +35,7 @@ pub const PROMPT_FREQS: &[(&str, f64)] = &[
     ("beep", 1100.0),
     ("screen", 3100.0),
     ("goodbye", 3300.0),
+    ("menu_short", 3500.0),
 ];
 
 /// Station id for each menu key, as in the embedded default config.
@@ -123,6 +124,9 @@ pub fn test_config(tmp: &Path, prompts_dir: &Path, rtp_ports: (u16, u16)) -> Con
     cfg.menu.language = "zh".into();
     cfg.menu.timeout_s = 1;
     cfg.menu.max_tries = 2;
+    // Silent callers keep both tries, as before silent_tries existed, unless a test
+    // asks for the default (1): many tests wait a while before pressing a key.
+    cfg.menu.silent_tries = 2;
     cfg.media.rtp_timeout_s = 3;
     cfg.sip.t1_ms = 500;
     // Nobody on duty unless a test writes a roster here; and, as before forwarding
