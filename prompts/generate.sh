@@ -52,6 +52,7 @@ speak() {
 read -r -d '' TABLE <<'EOF' || true
 welcome|您好，这里是市政社区红色幺幺零民生热线。|Hello, this is the Red one one oh community livelihood hotline.
 menu|物业管理请按1，健康咨询请按2，心理咨询请按3，帮扶助困请按4，文体活动请按5，党建宣传请按6，值班接待请按0。|For property management press 1, for health questions press 2, for psychological support press 3, for hardship assistance press 4, for culture and sports press 5, for party-building information press 6, for the duty desk press 0.
+menu_short|物业按1，健康按2，心理按3，帮扶按4，文体按5，党建按6，值班按0。|Press 1 property, 2 health, 3 psychological support, 4 hardship assistance, 5 culture and sports, 6 party-building, 0 duty desk.
 invalid|您的选择无效，请重新选择。|Sorry, that is not a valid choice.
 station_property|正在为您转接物业管理督导站，请稍候。|Connecting you to the property management station, please hold.
 station_health|正在为您转接健康咨询辅导站，请稍候。|Connecting you to the health consultation station, please hold.

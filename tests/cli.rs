@@ -73,7 +73,7 @@ fn check_accepts_a_good_config_and_warns_of_roster_gaps() {
     let out = hotline(&["check", "--config", &cfg]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
-    assert!(t.contains("OK (7 stations, 15 prompts"), "{t}");
+    assert!(t.contains("OK (7 stations, 16 prompts"), "{t}");
     assert!(t.contains("OK (2 volunteers, 2 shifts)"), "{t}");
     // Outside 08:00-17:30 on weekdays the health station still reaches the desk,
     // so no gap for health; a station nobody covers at all falls back to the desk too.

@@ -228,7 +228,7 @@ async fn real_welcome_prompt_is_sent_byte_exact_and_paced_tcp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_key_plays_invalid_then_menu_then_valid_key_works() {
+async fn invalid_key_plays_invalid_then_short_menu_then_valid_key_works() {
     bounded(LIMIT, async {
         let d = Daemon::start(PORTS, |_| {}).await;
         let phone = Phone::new(Transport::Udp, d.addr).await.unwrap();
@@ -236,10 +236,11 @@ async fn invalid_key_plays_invalid_then_menu_then_valid_key_works() {
         let call_id = call.dialog.call_id.clone();
         wait_for_prompt(&call, "menu", Duration::from_secs(3)).await;
         call.send_dtmf_rfc4733('9', 60).await.unwrap();
-        wait_for_prompt_n(&call, "menu", 2, Duration::from_secs(3)).await;
+        wait_for_prompt(&call, "menu_short", Duration::from_secs(3)).await;
+        // The retry is the keys only (greet-short): no greeting, not the whole menu.
         assert_eq!(
             prompt_names(&call.rtp_packets()),
-            ["welcome", "menu", "invalid", "menu"]
+            ["welcome", "menu", "invalid", "menu_short"]
         );
         call.send_dtmf_rfc4733('2', 60).await.unwrap();
         call.wait_for_bye(Duration::from_secs(5)).await.unwrap();
@@ -249,7 +250,7 @@ async fn invalid_key_plays_invalid_then_menu_then_valid_key_works() {
                 "welcome",
                 "menu",
                 "invalid",
-                "menu",
+                "menu_short",
                 "station_health",
                 "no_volunteer"
             ]
@@ -263,21 +264,27 @@ async fn invalid_key_plays_invalid_then_menu_then_valid_key_works() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_key_repeats_menu_then_sends_caller_to_desk() {
+async fn no_key_with_silent_tries_2_repeats_the_short_menu_then_sends_caller_to_desk() {
     bounded(LIMIT, async {
-        let d = Daemon::start(PORTS, |_| {}).await;
+        let d = Daemon::start(PORTS, |c| c.menu.silent_tries = 2).await;
         let phone = Phone::new(Transport::Udp, d.addr).await.unwrap();
         let call = phone.call(CallOptions::default()).await.unwrap();
         let call_id = call.dialog.call_id.clone();
-        // welcome 0.4 + (menu 0.6 + timeout 1) x 2 + desk 0.4 + no_volunteer 0.4 = 4 s.
+        // welcome 0.4 + menu 0.6 + 1 + menu_short 0.4 + 1 + desk 0.4 + no_volunteer 0.4 = 4.2 s.
         call.wait_for_bye(Duration::from_secs(8)).await.unwrap();
         let heard = prompts_heard(&call.rtp_packets());
         let names: Vec<_> = heard.iter().map(|h| h.prompt).collect();
         assert_eq!(
             names,
-            ["welcome", "menu", "menu", "station_desk", "no_volunteer"]
+            [
+                "welcome",
+                "menu",
+                "menu_short",
+                "station_desk",
+                "no_volunteer"
+            ]
         );
-        // The menu comes back after the timeout (1 s) following its end, not sooner.
+        // The keys come back after the timeout (1 s) following the menu's end, not sooner.
         let silence = heard[2].first.duration_since(heard[1].last);
         assert!(
             silence >= Duration::from_millis(900) && silence < Duration::from_millis(1600),

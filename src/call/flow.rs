@@ -213,6 +213,7 @@ impl Call {
                         let name = match kind {
                             PromptKind::Welcome => "welcome",
                             PromptKind::Menu => "menu",
+                            PromptKind::MenuShort => "menu_short",
                             PromptKind::Invalid => "invalid",
                         };
                         let prompt = self.prompt(name)?;
@@ -232,6 +233,9 @@ impl Call {
                             }
                             ChoiceReason::NoValidChoice => {
                                 info!(%station, "no valid choice after every try; sending the caller to the duty desk")
+                            }
+                            ChoiceReason::NoKey => {
+                                info!(%station, hearings = ctx.settings.silent_tries, "no key pressed at all; connecting the caller to the duty desk")
                             }
                         }
                         ctx.record(CallEvent::Station {

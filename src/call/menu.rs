@@ -6,9 +6,13 @@
 //! [`Menu::poll_timeout`]. That keeps "no key for 6 s, third time, go to the desk"
 //! a unit test that runs in microseconds.
 //!
-//! The semantics follow FreeSWITCH mod_ivr: every invalid key and every timeout
-//! after the menu prompt is one failure; after `max_tries` failures the caller is
-//! sent to the duty desk, so a caller who presses nothing still reaches a person.
+//! The semantics follow FreeSWITCH mod_ivr: the first hearing is the greeting and
+//! the whole menu (`greet-long`), every repeat the keys only (`greet-short`, the
+//! `menu_short` prompt). Every invalid key and every timeout after a menu prompt is
+//! one failure; after `max_tries` failures the caller is sent to the duty desk.
+//! A caller who has pressed nothing at all goes sooner: after `silent_tries`
+//! hearings ended in silence, since those who press nothing (often elderly
+//! callers) are the ones who most need a person.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -27,6 +31,9 @@ pub(crate) struct MenuSpec {
     pub timeout: Duration,
     /// Failed tries (invalid key or timeout) before going to the desk.
     pub max_tries: u32,
+    /// Hearings ended in silence, with no key pressed at all in the call, before
+    /// going to the desk (at most `max_tries` take effect).
+    pub silent_tries: u32,
 }
 
 #[cfg(test)]
@@ -38,6 +45,7 @@ impl Default for MenuSpec {
             desk_key: DESK_KEY,
             timeout: Duration::from_secs(crate::config::DEFAULT_MENU_TIMEOUT_S),
             max_tries: crate::config::DEFAULT_MENU_MAX_TRIES,
+            silent_tries: crate::config::DEFAULT_MENU_SILENT_TRIES,
         }
     }
 }
@@ -47,8 +55,10 @@ impl Default for MenuSpec {
 pub(crate) enum PromptKind {
     /// The greeting, heard once at the start of the call.
     Welcome,
-    /// The list of stations and their keys.
+    /// The list of stations and their keys, in full: the first hearing.
     Menu,
+    /// The keys only, no explanations: every hearing after the first.
+    MenuShort,
     /// "That key is not in the menu", played before the menu is repeated.
     Invalid,
 }
@@ -76,6 +86,8 @@ pub(crate) enum ChoiceReason {
     Pressed,
     /// Tries exhausted: go to the duty desk.
     NoValidChoice,
+    /// No key at all in `silent_tries` hearings: go to the duty desk.
+    NoKey,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,20 +108,24 @@ pub(crate) struct Menu {
     spec: MenuSpec,
     state: State,
     failures: u32,
+    /// Any key at all was pressed (then `silent_tries` no longer applies).
+    pressed: bool,
     actions: VecDeque<MenuAction>,
 }
 
 impl Menu {
-    /// A menu waiting for [`Menu::start`]. `max_tries` of 0 is treated as 1 so the
-    /// caller always hears the menu at least once.
+    /// A menu waiting for [`Menu::start`]. `max_tries` or `silent_tries` of 0 is
+    /// treated as 1 so the caller always hears the menu at least once.
     pub(crate) fn new(spec: MenuSpec) -> Menu {
         Menu {
             spec: MenuSpec {
                 max_tries: spec.max_tries.max(1),
+                silent_tries: spec.silent_tries.max(1),
                 ..spec
             },
             state: State::Idle,
             failures: 0,
+            pressed: false,
             actions: VecDeque::new(),
         }
     }
@@ -126,10 +142,9 @@ impl Menu {
     /// Must not be called for a prompt stopped by [`MenuAction::StopPrompt`].
     pub(crate) fn prompt_finished(&mut self, now: Instant) {
         match self.state {
-            State::Playing(PromptKind::Welcome) | State::Playing(PromptKind::Invalid) => {
-                self.play(PromptKind::Menu)
-            }
-            State::Playing(PromptKind::Menu) => {
+            State::Playing(PromptKind::Welcome) => self.play(PromptKind::Menu),
+            State::Playing(PromptKind::Invalid) => self.play(PromptKind::MenuShort),
+            State::Playing(PromptKind::Menu | PromptKind::MenuShort) => {
                 self.state = State::WaitingKey {
                     deadline: now + self.spec.timeout,
                 }
@@ -145,6 +160,7 @@ impl Menu {
             State::Playing(_) => self.actions.push_back(MenuAction::StopPrompt),
             State::WaitingKey { .. } => {}
         }
+        self.pressed = true;
         if key == self.spec.desk_key || self.spec.valid_keys.contains(&key) {
             self.choose(key, ChoiceReason::Pressed);
         } else if self.fail() {
@@ -155,8 +171,16 @@ impl Menu {
     /// Wake-up at [`Menu::poll_timeout`]; an early call is ignored.
     pub(crate) fn timeout(&mut self, now: Instant) {
         if let State::WaitingKey { deadline } = self.state {
-            if now >= deadline && self.fail() {
-                self.play(PromptKind::Menu);
+            if now < deadline {
+                return;
+            }
+            // A failure that exhausts max_tries has already sent the caller on.
+            if self.fail() {
+                if !self.pressed && self.failures >= self.spec.silent_tries {
+                    self.choose(self.spec.desk_key, ChoiceReason::NoKey);
+                } else {
+                    self.play(PromptKind::MenuShort);
+                }
             }
         }
     }
@@ -207,12 +231,14 @@ mod tests {
     use super::*;
     use ChoiceReason::*;
     use MenuAction::*;
-    use PromptKind::{Invalid, Welcome};
+    use PromptKind::{Invalid, MenuShort as SHORT, Welcome};
     const MENU: PromptKind = PromptKind::Menu;
 
+    /// `max_tries` for every failure, silent or not (silence is not special).
     fn spec(max_tries: u32) -> MenuSpec {
         MenuSpec {
             max_tries,
+            silent_tries: max_tries,
             ..MenuSpec::default()
         }
     }
@@ -312,7 +338,7 @@ mod tests {
         assert_eq!(drain(&mut m), vec![Play(Invalid)]);
         assert_eq!(m.poll_timeout(), None);
         m.prompt_finished(t + Duration::from_secs(2));
-        assert_eq!(drain(&mut m), vec![Play(MENU)]);
+        assert_eq!(drain(&mut m), vec![Play(SHORT)]);
         m.prompt_finished(t + Duration::from_secs(9));
         m.key('5', t + Duration::from_secs(10));
         assert_eq!(
@@ -333,7 +359,7 @@ mod tests {
         assert_eq!(drain(&mut m), vec![]);
         for _ in 0..2 {
             let t = expire(&mut m);
-            assert_eq!(drain(&mut m), vec![Play(MENU)]);
+            assert_eq!(drain(&mut m), vec![Play(SHORT)]);
             m.prompt_finished(t + Duration::from_secs(7));
         }
         expire(&mut m);
@@ -355,9 +381,9 @@ mod tests {
         assert_eq!(drain(&mut m), vec![Play(Invalid)]);
         m.prompt_finished(t + Duration::from_secs(1));
         m.prompt_finished(t + Duration::from_secs(8));
-        assert_eq!(drain(&mut m), vec![Play(MENU)]);
+        assert_eq!(drain(&mut m), vec![Play(SHORT)]);
         let t = expire(&mut m);
-        assert_eq!(drain(&mut m), vec![Play(MENU)]);
+        assert_eq!(drain(&mut m), vec![Play(SHORT)]);
         m.key('7', t + Duration::from_secs(2)); // barge-in with a wrong key: third failure
         assert_eq!(
             drain(&mut m),
@@ -478,5 +504,173 @@ mod tests {
         m.start(t0);
         m.start(t0);
         assert_eq!(drain(&mut m), vec![Play(Welcome)]);
+    }
+
+    #[test]
+    fn silent_caller_goes_to_the_desk_after_one_hearing_by_default() {
+        let mut m = Menu::new(MenuSpec::default());
+        heard_menu(&mut m);
+        expire(&mut m);
+        assert_eq!(
+            drain(&mut m),
+            vec![Chosen {
+                key: '0',
+                reason: NoKey
+            }]
+        );
+        assert!(m.is_done());
+    }
+
+    #[test]
+    fn silent_tries_two_repeats_the_short_menu_once() {
+        let mut m = Menu::new(MenuSpec {
+            silent_tries: 2,
+            ..MenuSpec::default()
+        });
+        heard_menu(&mut m);
+        let t = expire(&mut m);
+        assert_eq!(drain(&mut m), vec![Play(SHORT)], "keys only, no greeting");
+        m.prompt_finished(t + Duration::from_secs(5));
+        expire(&mut m);
+        assert_eq!(
+            drain(&mut m),
+            vec![Chosen {
+                key: '0',
+                reason: NoKey
+            }]
+        );
+    }
+
+    #[test]
+    fn a_wrong_key_keeps_every_try_of_max_tries() {
+        let mut m = Menu::new(MenuSpec::default());
+        let t = heard_menu(&mut m);
+        m.key('9', t);
+        assert_eq!(drain(&mut m), vec![Play(Invalid)]);
+        m.prompt_finished(t + Duration::from_secs(2));
+        assert_eq!(drain(&mut m), vec![Play(SHORT)]);
+        m.prompt_finished(t + Duration::from_secs(7));
+        // Silence now is the second failure, not "no key at all".
+        let t = expire(&mut m);
+        assert_eq!(drain(&mut m), vec![Play(SHORT)]);
+        m.prompt_finished(t + Duration::from_secs(5));
+        expire(&mut m);
+        assert_eq!(
+            drain(&mut m),
+            vec![Chosen {
+                key: '0',
+                reason: NoValidChoice
+            }]
+        );
+    }
+
+    #[test]
+    fn a_wrong_key_during_the_greeting_counts_as_pressing() {
+        let t0 = Instant::now();
+        let mut m = Menu::new(MenuSpec::default());
+        m.start(t0);
+        m.key('#', t0 + Duration::from_secs(1));
+        assert_eq!(
+            drain(&mut m),
+            vec![Play(Welcome), StopPrompt, Play(Invalid)]
+        );
+        m.prompt_finished(t0 + Duration::from_secs(2));
+        assert_eq!(drain(&mut m), vec![Play(SHORT)]);
+        m.prompt_finished(t0 + Duration::from_secs(7));
+        expire(&mut m);
+        assert_eq!(drain(&mut m), vec![Play(SHORT)]);
+    }
+
+    #[test]
+    fn max_tries_below_silent_tries_still_ends_the_menu() {
+        let mut m = Menu::new(MenuSpec {
+            max_tries: 1,
+            silent_tries: 3,
+            ..MenuSpec::default()
+        });
+        heard_menu(&mut m);
+        expire(&mut m);
+        assert_eq!(
+            drain(&mut m),
+            vec![Chosen {
+                key: '0',
+                reason: NoValidChoice
+            }]
+        );
+    }
+
+    #[test]
+    fn silent_tries_zero_is_treated_as_one() {
+        let mut m = Menu::new(MenuSpec {
+            silent_tries: 0,
+            ..MenuSpec::default()
+        });
+        heard_menu(&mut m);
+        expire(&mut m);
+        assert_eq!(
+            drain(&mut m),
+            vec![Chosen {
+                key: '0',
+                reason: NoKey
+            }]
+        );
+    }
+
+    /// Answer to the desk's ringing for a caller who presses nothing, in virtual
+    /// time: each prompt lasts as long as the shipped Mandarin WAV (read, not
+    /// assumed), and the desk rings the moment the menu chooses it (the
+    /// confirmation plays while the first volunteer rings).
+    fn silent_time_to_desk(spec: MenuSpec) -> Duration {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/zh");
+        let length =
+            |name: &str| match crate::media::prompts::load_wav(&dir.join(format!("{name}.wav"))) {
+                Ok(p) => p.duration(),
+                Err(e) => panic!("{e}"),
+            };
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut m = Menu::new(spec);
+        m.start(now);
+        loop {
+            match m.poll_action() {
+                Some(Play(kind)) => {
+                    now += length(match kind {
+                        Welcome => "welcome",
+                        MENU => "menu",
+                        SHORT => "menu_short",
+                        Invalid => "invalid",
+                    });
+                    m.prompt_finished(now);
+                }
+                Some(Chosen { key, reason }) => {
+                    assert_eq!(key, '0');
+                    assert_ne!(reason, Pressed);
+                    return now - t0;
+                }
+                Some(StopPrompt) => unreachable!("nobody pressed a key"),
+                None => {
+                    now = m.poll_timeout().expect("waiting for a key");
+                    m.timeout(now);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn silent_caller_reaches_the_desk_within_40_s_with_the_shipped_prompts() {
+        let cfg = crate::config::Config::embedded_default();
+        let settings = crate::call::CallSettings::from_config(&cfg, [127, 0, 0, 1].into());
+        let spec = settings.menu_spec();
+        let now = silent_time_to_desk(spec.clone());
+        assert!(now <= Duration::from_secs(40), "{now:?}");
+        // Before silent_tries, the same caller heard the menu max_tries times.
+        let before = silent_time_to_desk(MenuSpec {
+            silent_tries: spec.max_tries,
+            ..spec
+        });
+        assert!(
+            before > now + Duration::from_secs(20),
+            "{before:?} vs {now:?}"
+        );
     }
 }

@@ -55,6 +55,7 @@ pub(crate) struct CallSettings {
     pub(crate) rtp_timeout: Duration,
     pub(crate) menu_timeout: Duration,
     pub(crate) max_tries: u32,
+    pub(crate) silent_tries: u32,
     pub(crate) ring_timeout: Duration,
     pub(crate) screen_timeout: Duration,
     pub(crate) voicemail: bool,
@@ -72,6 +73,7 @@ impl CallSettings {
             rtp_timeout: Duration::from_secs(config.media.rtp_timeout_s),
             menu_timeout: Duration::from_secs(config.menu.timeout_s),
             max_tries: config.menu.max_tries,
+            silent_tries: config.menu.silent_tries,
             ring_timeout: Duration::from_secs(config.forward.ring_timeout_s),
             screen_timeout: Duration::from_secs(config.forward.screen_timeout_s),
             voicemail: config.forward.voicemail,
@@ -88,6 +90,7 @@ impl CallSettings {
             desk_key: DESK_KEY,
             timeout: self.menu_timeout,
             max_tries: self.max_tries,
+            silent_tries: self.silent_tries,
         }
     }
 }
@@ -133,6 +136,7 @@ pub fn required_prompts(config: &Config) -> Vec<String> {
     let mut names: Vec<String> = [
         "welcome",
         "menu",
+        "menu_short",
         "invalid",
         "no_volunteer",
         "all_busy",

@@ -45,6 +45,7 @@ pub(super) fn builtin_defaults() -> Config {
             prompts_dir: "prompts".into(),
             timeout_s: DEFAULT_MENU_TIMEOUT_S,
             max_tries: DEFAULT_MENU_MAX_TRIES,
+            silent_tries: DEFAULT_MENU_SILENT_TRIES,
         },
         stations: vec![
             station('1', "property", "物业管理督导站"),

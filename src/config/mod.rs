@@ -49,6 +49,10 @@ pub const DEFAULT_MENU_TIMEOUT_S: u64 = 6;
 /// `[menu] max_tries` when left out: hearings of the menu before the desk.
 pub const DEFAULT_MENU_MAX_TRIES: u32 = 3;
 
+/// `[menu] silent_tries` when left out: a caller who presses nothing at all goes
+/// to the duty desk after the first hearing of the menu.
+pub const DEFAULT_MENU_SILENT_TRIES: u32 = 1;
+
 /// `[forward] ring_timeout_s` when left out: about four rings.
 pub const DEFAULT_RING_TIMEOUT_S: u64 = 20;
 

@@ -135,6 +135,8 @@ pub struct MenuConfig {
     pub timeout_s: u64,
     /// Failed tries before the caller goes to the duty desk.
     pub max_tries: u32,
+    /// Hearings of the menu with no key pressed at all before the duty desk.
+    pub silent_tries: u32,
 }
 
 /// One service station a caller can choose.

@@ -93,6 +93,7 @@ pub(super) struct RawMenu {
     pub(super) prompts_dir: Option<PathBuf>,
     pub(super) timeout_s: Option<Spanned<Seconds>>,
     pub(super) max_tries: Option<Spanned<Count>>,
+    pub(super) silent_tries: Option<Spanned<Count>>,
 }
 
 #[derive(Deserialize)]

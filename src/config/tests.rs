@@ -24,6 +24,7 @@ fn embedded_default_parses_and_matches_builtin_defaults() {
     assert_eq!(cfg.media.rtp_ports, (20000, 20999));
     assert_eq!(cfg.menu.timeout_s, 6);
     assert_eq!(cfg.menu.max_tries, 3);
+    assert_eq!(cfg.menu.silent_tries, 1);
     let keys: String = cfg.stations.iter().map(|s| s.key).collect();
     assert_eq!(keys, "1234560");
     assert_eq!(cfg.station('0').unwrap().id, "desk");
@@ -130,6 +131,18 @@ fn wrong_type_is_reported_with_line() {
     let e = one_error("[sip]\nnumbers = \"6289110\"\n");
     assert_eq!(e.line, Some(2));
     assert_eq!(e.field.as_deref(), Some("[sip] numbers"));
+}
+
+#[test]
+fn tries_of_zero_are_refused_naming_the_field() {
+    for field in ["max_tries", "silent_tries"] {
+        let e = one_error(&format!("[menu]\n{field} = 0\n"));
+        assert_eq!(e.line, Some(2));
+        assert_eq!(e.field.as_deref(), Some(format!("[menu] {field}").as_str()));
+        assert!(e.to_string().ends_with("must be at least 1"), "{e}");
+    }
+    let cfg = Config::from_str("[menu]\nsilent_tries = 2\n", Path::new("x.toml")).unwrap();
+    assert_eq!(cfg.menu.silent_tries, 2);
 }
 
 #[test]

@@ -160,11 +160,22 @@ fn menu(c: &mut Checker, raw: RawMenu, menu: &mut MenuConfig) {
         menu.prompts_dir = v;
     }
     seconds(c, raw.timeout_s, "[menu] timeout_s", &mut menu.timeout_s);
-    if let Some(v) = raw.max_tries {
+    at_least_one(c, raw.max_tries, "[menu] max_tries", &mut menu.max_tries);
+    at_least_one(
+        c,
+        raw.silent_tries,
+        "[menu] silent_tries",
+        &mut menu.silent_tries,
+    );
+}
+
+/// A count of tries, which must be at least 1.
+fn at_least_one(c: &mut Checker, raw: Option<Spanned<Count>>, field: &str, out: &mut u32) {
+    if let Some(v) = raw {
         if v.get_ref().0 == 0 {
-            c.error(v.span(), "[menu] max_tries", "must be at least 1".into());
+            c.error(v.span(), field, "must be at least 1".into());
         }
-        menu.max_tries = v.into_inner().0;
+        *out = v.into_inner().0;
     }
 }
 

@@ -39,16 +39,35 @@ pub(crate) fn encode_event(key_event: u8, end: bool, volume: u8, duration: u16) 
 /// end packet of an earlier press is not taken for a new press.
 const EVENT_HISTORY: usize = 4;
 
+/// The largest duration one RFC 4733 packet can report (section 2.5.1.3).
+const MAX_SEGMENT: u16 = u16::MAX;
+
+/// The newest press seen: enough to tell a long press's next segment from a new press.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    timestamp: u32,
+    event: u8,
+    /// Longest duration reported for it so far.
+    duration: u16,
+    /// An end packet was seen.
+    ended: bool,
+}
+
 /// Turns the stream of RFC 4733 packets into one key per press.
 ///
 /// A press is sent as several start/update packets and usually three end
-/// packets, all with the same RTP timestamp (RFC 4733 section 2.5.1.4). The key is
-/// reported on the first packet seen, without waiting for the end bit, so a
-/// caller can barge into a prompt immediately.
+/// packets, all with the same RTP timestamp (RFC 4733 section 2.5.1.4), so a
+/// press is known by its timestamp: retransmitted, late or reordered packets of
+/// it carry one already seen. The key is reported on the first packet seen,
+/// without waiting for the end bit, so a caller can barge into a prompt
+/// immediately. A press held past the 16-bit duration (8.2 s at 8 kHz) goes on
+/// as a new segment with a new timestamp, where the last one ended (section
+/// 2.5.1.3): that is the same press, not a new one.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Rfc4733Detector {
     recent: [Option<u32>; EVENT_HISTORY],
     next: usize,
+    last: Option<Segment>,
 }
 
 impl Rfc4733Detector {
@@ -63,13 +82,32 @@ impl Rfc4733Detector {
         if payload.len() < 4 {
             return None;
         }
+        let event = payload[0];
+        let ended = payload[1] & 0x80 != 0;
+        let duration = u16::from_be_bytes([payload[2], payload[3]]);
         if self.recent.contains(&Some(rtp_timestamp)) {
+            if let Some(last) = self.last.as_mut().filter(|l| l.timestamp == rtp_timestamp) {
+                last.duration = last.duration.max(duration);
+                last.ended |= ended;
+            }
             return None;
         }
-        let key = event_to_key(payload[0])?;
+        let key = event_to_key(event)?;
+        let continues = self.last.is_some_and(|l| {
+            l.event == event
+                && !l.ended
+                && l.duration == MAX_SEGMENT
+                && rtp_timestamp == l.timestamp.wrapping_add(u32::from(MAX_SEGMENT))
+        });
         self.recent[self.next] = Some(rtp_timestamp);
         self.next = (self.next + 1) % EVENT_HISTORY;
-        Some(key)
+        self.last = Some(Segment {
+            timestamp: rtp_timestamp,
+            event,
+            duration,
+            ended,
+        });
+        (!continues).then_some(key)
     }
 }
 
@@ -346,6 +384,78 @@ mod tests {
         assert_eq!(d.on_packet(10, &encode_event(0, true, 10, 800)), Some('0'));
         assert_eq!(d.on_packet(10, &encode_event(0, true, 10, 800)), None);
         assert_eq!(d.on_packet(20, &encode_event(16, false, 10, 0)), None);
+    }
+
+    /// Issue 11 item 8: late, reordered and retransmitted packets of one press are
+    /// that press, whatever order they arrive in among the next press's packets.
+    #[test]
+    fn rfc4733_late_reordered_and_retransmitted_packets_are_one_press() {
+        let mut d = Rfc4733Detector::new();
+        let pkt = |event, end, dur| encode_event(event, end, 10, dur);
+        let mut got = Vec::new();
+        let arrivals = [
+            (1000, pkt(2, false, 480)), // the start and first updates were lost
+            (1000, pkt(2, false, 160)), // ...or come late, reordered
+            (1000, pkt(2, true, 800)),
+            (1000, pkt(2, false, 640)), // an update after the end
+            (1000, pkt(2, true, 800)),  // end retransmissions
+            (1000, pkt(2, true, 800)),
+            (3000, pkt(3, false, 160)), // the next press
+            (1000, pkt(2, true, 800)),  // a straggler of the first, after it
+            (3000, pkt(3, true, 480)),
+            (3000, pkt(3, true, 480)),
+            (1000, pkt(2, false, 320)),
+        ];
+        for (ts, p) in arrivals {
+            got.extend(d.on_packet(ts, &p));
+        }
+        assert_eq!(got, vec!['2', '3']);
+    }
+
+    /// RFC 4733 section 2.5.1.3: a key held past 8.2 s goes on in a new segment (new
+    /// timestamp where the last ended, no E bit before): one press, one key.
+    #[test]
+    fn rfc4733_long_press_in_two_segments_is_one_press() {
+        let mut d = Rfc4733Detector::new();
+        let ts = 4_294_900_000u32; // the second segment's timestamp wraps
+        assert_eq!(d.on_packet(ts, &encode_event(9, false, 10, 160)), Some('9'));
+        assert_eq!(d.on_packet(ts, &encode_event(9, false, 10, u16::MAX)), None);
+        let next = ts.wrapping_add(u32::from(u16::MAX));
+        for dur in [160, 320, 320, 320] {
+            let end = dur == 320;
+            assert_eq!(d.on_packet(next, &encode_event(9, end, 10, dur)), None);
+        }
+        // A new press of the same key later is a press again.
+        let later = next.wrapping_add(4000);
+        assert_eq!(
+            d.on_packet(later, &encode_event(9, false, 10, 160)),
+            Some('9')
+        );
+    }
+
+    #[test]
+    fn rfc4733_a_press_at_the_next_segments_time_after_an_end_is_new() {
+        let mut d = Rfc4733Detector::new();
+        assert_eq!(
+            d.on_packet(0, &encode_event(1, true, 10, u16::MAX)),
+            Some('1')
+        );
+        // The first press ended: the same timestamp arithmetic is a new press.
+        let next = u32::from(u16::MAX);
+        assert_eq!(
+            d.on_packet(next, &encode_event(1, false, 10, 160)),
+            Some('1')
+        );
+        // Another key where a segment would go on is a new press too.
+        let mut d = Rfc4733Detector::new();
+        assert_eq!(
+            d.on_packet(0, &encode_event(1, false, 10, u16::MAX)),
+            Some('1')
+        );
+        assert_eq!(
+            d.on_packet(next, &encode_event(2, false, 10, 160)),
+            Some('2')
+        );
     }
 
     fn detect_all(samples: &[i16], chunk: usize) -> Vec<char> {
