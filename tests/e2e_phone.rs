@@ -100,7 +100,6 @@ async fn the_test_phone_hears_the_menu_the_station_and_the_volunteers_tone() {
         .expect("cannot run hotline phone --dial");
         let report = String::from_utf8_lossy(&out.stdout).to_string();
         let log = String::from_utf8_lossy(&out.stderr).to_string();
-        println!("{report}");
         assert!(out.status.success(), "caller failed:\n{report}\n{log}");
 
         let at = |what: &str| {
@@ -117,6 +116,22 @@ async fn the_test_phone_hears_the_menu_the_station_and_the_volunteers_tone() {
         ];
         assert!(order.windows(2).all(|w| w[0] < w[1]), "order:\n{report}");
         assert!(report.contains("answered after"), "{report}");
+
+        // A number the hotline does not serve: refused, said so, exit status 1.
+        let out = timeout(
+            Duration::from_secs(30),
+            phone()
+                .args(["phone", "--dial", &format!("sip:999@{}", d.addr)])
+                .args(["--keys", "2", "--prompts"])
+                .arg(&prompts)
+                .output(),
+        )
+        .await
+        .expect("hotline phone --dial to a wrong number did not finish within 30 s")
+        .expect("cannot run hotline phone --dial");
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{report}");
+        assert!(report.contains("refused with SIP 404"), "{report}");
 
         // The volunteer phone took its one call, logged it, and exits by itself.
         let status = timeout(Duration::from_secs(15), vol.wait())

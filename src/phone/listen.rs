@@ -58,7 +58,7 @@ pub(crate) async fn run(v: Volunteer, stop: CancellationToken) -> Result<(), Str
             }
             Some(tx) = incoming.recv() => {
                 let dialed = dialed_of(&tx.original);
-                let Some(call) = accept(&stack, &[dialed], true, tx).await else {
+                let Some(call) = accept(&stack, &[dialed], false, tx).await else {
                     continue;
                 };
                 let (stop, ended_tx, ip) = (stop.clone(), ended_tx.clone(), stack.local.ip());
@@ -70,6 +70,7 @@ pub(crate) async fn run(v: Volunteer, stop: CancellationToken) -> Result<(), Str
         }
     }
     stack.shutdown();
+    info!("volunteer phone stopped");
     Ok(())
 }
 
@@ -81,6 +82,11 @@ async fn take_call(call: Accepted, v: Volunteer, ip: std::net::IpAddr, stop: Can
         claim: _claim,
     } = call;
     tokio::spawn(transaction.run());
+    if offer.is_some_and(|n| n.srtp.is_some()) {
+        warn!("refusing a call that offers SRTP: the test phone sends plain RTP only");
+        leg.refuse_unavailable();
+        return;
+    }
     info!(
         "incoming call from {:?} for {:?}: ringing, answering in {} s",
         leg.caller,
