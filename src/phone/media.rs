@@ -87,29 +87,66 @@ impl Media {
     }
 }
 
-/// Builds and sends our packets.
-struct Sender {
-    socket: Arc<UdpSocket>,
+/// Our outgoing stream without I/O: each [`tick`](Packetizer::tick) is 20 ms and
+/// yields the packets to send then (one audio frame, or a key press's packets).
+struct Packetizer {
     s: Sending,
     seq: u16,
     ts: u32,
     ssrc: u32,
     /// Samples of tone sent so far (the sine's phase).
     phase: u64,
-    buf: [u8; RTP_HEADER_LEN + FRAME_SAMPLES],
+    /// A key in progress: its event code, its timestamp, the next frame.
+    pressing: Option<(u8, u32, u16)>,
+    /// Frames of audio still to send before the next key, so presses stay apart.
+    gap: u16,
 }
 
-impl Sender {
-    fn send(&mut self, marker: bool, pt: u8, ts: u32, payload_len: usize) {
-        write_header(&mut self.buf, marker, pt, self.seq, ts, self.ssrc);
-        self.seq = self.seq.wrapping_add(1);
-        // UDP: a full socket buffer loses the frame, as on any network.
-        let _ = self
-            .socket
-            .try_send_to(&self.buf[..RTP_HEADER_LEN + payload_len], self.s.remote);
+impl Packetizer {
+    fn new(s: Sending, seq: u16, ts: u32, ssrc: u32) -> Packetizer {
+        Packetizer {
+            s,
+            seq,
+            ts,
+            ssrc,
+            phase: 0,
+            pressing: None,
+            gap: 0,
+        }
     }
 
-    fn audio(&mut self) {
+    /// The next 20 ms: `next_key` is asked for a key only when one may start.
+    fn tick(&mut self, next_key: impl FnOnce() -> Option<char>, out: &mut Vec<Vec<u8>>) {
+        if self.pressing.is_none() && self.gap == 0 {
+            if let Some(event) = next_key().and_then(key_to_event) {
+                self.pressing = Some((event, self.ts, 0));
+            }
+        }
+        match self.pressing {
+            Some((event, start, frame)) => {
+                self.key(event, start, frame, out);
+                self.pressing = (frame + 1 < KEY_FRAMES).then_some((event, start, frame + 1));
+                if self.pressing.is_none() {
+                    self.gap = KEY_FRAMES;
+                }
+            }
+            None => {
+                self.gap = self.gap.saturating_sub(1);
+                self.audio(out);
+            }
+        }
+        self.ts = self.ts.wrapping_add(FRAME_SAMPLES as u32);
+    }
+
+    fn packet(&mut self, marker: bool, pt: u8, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0; RTP_HEADER_LEN + payload.len()];
+        write_header(&mut p, marker, pt, self.seq, ts, self.ssrc);
+        p[RTP_HEADER_LEN..].copy_from_slice(payload);
+        self.seq = self.seq.wrapping_add(1);
+        p
+    }
+
+    fn audio(&mut self, out: &mut Vec<Vec<u8>>) {
         let mut pcm = [0i16; FRAME_SAMPLES];
         if let Some(hz) = self.s.tone_hz {
             for (i, s) in pcm.iter_mut().enumerate() {
@@ -118,63 +155,39 @@ impl Sender {
             }
             self.phase += FRAME_SAMPLES as u64;
         }
-        self.s
-            .codec
-            .encode_into(&pcm, &mut self.buf[RTP_HEADER_LEN..]);
-        self.send(false, self.s.payload_type, self.ts, FRAME_SAMPLES);
+        let mut frame = [0u8; FRAME_SAMPLES];
+        self.s.codec.encode_into(&pcm, &mut frame);
+        let p = self.packet(false, self.s.payload_type, self.ts, &frame);
+        out.push(p);
     }
 
     /// One packet of a key press: `frame` 0..KEY_FRAMES, the last sent three
-    /// times with the end bit (RFC 4733 section 2.5.1.4).
-    fn key(&mut self, event: u8, start_ts: u32, frame: u16) {
+    /// times with the end bit (RFC 4733 section 2.5.1.4); all with the press's
+    /// timestamp, the first with the marker bit.
+    fn key(&mut self, event: u8, start_ts: u32, frame: u16, out: &mut Vec<Vec<u8>>) {
         let pt = self.s.telephone_event.unwrap_or(101);
         let duration = (frame + 1) * FRAME_SAMPLES as u16;
         let end = frame + 1 == KEY_FRAMES;
         let payload = encode_event(event, end, KEY_VOLUME, duration);
-        self.buf[RTP_HEADER_LEN..RTP_HEADER_LEN + 4].copy_from_slice(&payload);
         for _ in 0..if end { 3 } else { 1 } {
-            self.send(frame == 0, pt, start_ts, 4);
+            let p = self.packet(frame == 0, pt, start_ts, &payload);
+            out.push(p);
         }
     }
 }
 
 async fn send_loop(socket: Arc<UdpSocket>, s: Sending, mut keys: mpsc::UnboundedReceiver<char>) {
-    let mut tx = Sender {
-        socket,
-        s,
-        seq: rand::random(),
-        ts: rand::random(),
-        ssrc: rand::random(),
-        phase: 0,
-        buf: [0; RTP_HEADER_LEN + FRAME_SAMPLES],
-    };
-    // A key in progress: its event code, its timestamp, the next frame.
-    let mut pressing: Option<(u8, u32, u16)> = None;
-    // Frames of audio still to send before the next key, so presses stay apart.
-    let mut gap = 0u16;
+    let mut stream = Packetizer::new(s, rand::random(), rand::random(), rand::random());
+    let mut out = Vec::new();
     let mut tick = interval(PTIME);
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
     loop {
         tick.tick().await;
-        if pressing.is_none() && gap == 0 {
-            if let Ok(key) = keys.try_recv() {
-                pressing = key_to_event(key).map(|e| (e, tx.ts, 0));
-            }
+        stream.tick(|| keys.try_recv().ok(), &mut out);
+        for p in out.drain(..) {
+            // UDP: a full socket buffer loses the frame, as on any network.
+            let _ = socket.try_send_to(&p, s.remote);
         }
-        match pressing {
-            Some((event, start, frame)) => {
-                tx.key(event, start, frame);
-                pressing = (frame + 1 < KEY_FRAMES).then_some((event, start, frame + 1));
-                if pressing.is_none() {
-                    gap = KEY_FRAMES;
-                }
-            }
-            None => {
-                gap = gap.saturating_sub(1);
-                tx.audio();
-            }
-        }
-        tx.ts = tx.ts.wrapping_add(FRAME_SAMPLES as u32);
     }
 }
 
@@ -193,5 +206,84 @@ async fn receive_loop(
             // An ICMP "port unreachable" from an earlier send: keep listening.
             Err(_) => tokio::time::sleep(PTIME).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sending(tone_hz: Option<f64>) -> Sending {
+        Sending {
+            remote: SocketAddr::from(([127, 0, 0, 1], 9)),
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            telephone_event: Some(101),
+            tone_hz,
+        }
+    }
+
+    #[test]
+    fn a_key_is_five_updates_and_three_ends_at_one_timestamp_then_audio_goes_on() {
+        let mut p = Packetizer::new(sending(None), 65534, 1000, 42);
+        let mut keys = vec!['2', '5'];
+        keys.reverse();
+        let mut out = Vec::new();
+        for _ in 0..20 {
+            p.tick(|| keys.pop(), &mut out);
+        }
+        let views: Vec<RtpView<'_>> = out.iter().map(|b| parse(b).unwrap()).collect();
+        // Sequence numbers run on across the wrap, one per packet.
+        for (i, v) in views.iter().enumerate() {
+            assert_eq!(v.seq, 65534u16.wrapping_add(i as u16));
+            assert_eq!(v.ssrc, 42);
+        }
+        let events: Vec<_> = views.iter().take(7).collect();
+        assert!(events
+            .iter()
+            .all(|v| v.payload_type == 101 && v.timestamp == 1000));
+        assert!(events[0].marker && !events[1].marker);
+        let durations: Vec<u16> = events
+            .iter()
+            .map(|v| u16::from_be_bytes([v.payload[2], v.payload[3]]))
+            .collect();
+        assert_eq!(durations, vec![160, 320, 480, 640, 800, 800, 800]);
+        assert!(events.iter().all(|v| v.payload[0] == 2));
+        let ends = events.iter().filter(|v| v.payload[1] & 0x80 != 0).count();
+        assert_eq!(ends, 3);
+        // Then 100 ms of audio on the running clock, then the next key.
+        let audio: Vec<_> = views[7..12].iter().collect();
+        assert!(audio
+            .iter()
+            .all(|v| v.payload_type == 0 && v.payload.len() == 160));
+        assert_eq!(audio[0].timestamp, 1000 + 5 * 160);
+        assert_eq!(views[12].payload_type, 101);
+        assert_eq!(views[12].payload[0], 5);
+        assert_eq!(views[12].timestamp, 1000 + 10 * 160);
+        assert!(views[12].marker);
+    }
+
+    #[test]
+    fn the_tone_is_a_continuous_sine_across_frames() {
+        let mut p = Packetizer::new(sending(Some(1000.0)), 0, 0, 1);
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            p.tick(|| None, &mut out);
+        }
+        let mut pcm = Vec::new();
+        for b in &out {
+            let v = parse(b).unwrap();
+            let mut f = [0i16; FRAME_SAMPLES];
+            Codec::Pcmu.decode_into(v.payload, &mut f);
+            pcm.extend(f);
+        }
+        // 1000 Hz at 8 kHz: every 8 samples the sine repeats, across frame edges too.
+        for i in 8..pcm.len() {
+            assert!(
+                (i32::from(pcm[i]) - i32::from(pcm[i - 8])).abs() < 200,
+                "{i}"
+            );
+        }
+        assert!(crate::phone::ear::rms(&pcm) > 3000.0);
     }
 }
