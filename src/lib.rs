@@ -12,6 +12,7 @@
 //! - [`call`]: the menu state machine and the straight-line call flow.
 //! - [`store`]: call records in SQLite or PostgreSQL.
 //! - [`server`]: wires it all together and owns graceful shutdown.
+//! - [`phone`]: `hotline phone`, a test caller and volunteer phone for admins.
 //!
 //! The public surface is what the binary (`src/main.rs`) and the tests in
 //! `tests/` use: the top-level modules, `admin::status` (the `hotline status`
@@ -27,6 +28,7 @@ pub mod call;
 pub mod config;
 pub(crate) mod diag;
 pub mod media;
+pub mod phone;
 pub mod roster;
 pub mod server;
 pub mod sip;

@@ -84,6 +84,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A test phone: a volunteer's (--listen) that answers with a tone, or a caller
+    /// (--dial) that presses keys and reports the prompts, ringback and tones it heard.
+    Phone(hotline::phone::PhoneArgs),
 }
 
 fn main() -> ExitCode {
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
                 json,
             } => report(&config, from, to, json).await,
             Command::Status { config, json } => status(&config, json).await,
+            Command::Phone(args) => hotline::phone::run(args).await,
         }
     });
     match outcome {

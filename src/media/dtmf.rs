@@ -24,7 +24,6 @@ pub(crate) fn key_to_event(key: char) -> Option<u8> {
 
 /// Builds an RFC 4733 section 2.3 payload (event, E bit, volume in -dBm0,
 /// duration in timestamp units), for test phones and for relaying keys.
-#[cfg(test)]
 pub(crate) fn encode_event(key_event: u8, end: bool, volume: u8, duration: u16) -> [u8; 4] {
     let d = duration.to_be_bytes();
     [

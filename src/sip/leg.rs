@@ -168,6 +168,13 @@ impl InboundLeg {
         Ok(Some(n))
     }
 
+    /// Say the phone is ringing (180 Ringing), before answering; for the test phone.
+    pub(crate) fn ring(&self) {
+        if let Err(e) = self.dialog.ringing(None, None) {
+            tracing::info!("could not send 180 Ringing: {e}");
+        }
+    }
+
     /// Refuse the call before answering: 503, we cannot take it now (no media ports).
     pub(crate) fn refuse_unavailable(&mut self) {
         let _ = self
