@@ -11,6 +11,7 @@
 //! - [`media`]: codecs, RTP, DTMF detection, prompts and the shared media clock.
 //! - [`call`]: the menu state machine and the straight-line call flow.
 //! - [`store`]: call records in SQLite or PostgreSQL.
+//! - [`selftest`]: `hotline selftest`, a call per station that rings nobody.
 //! - [`server`]: wires it all together and owns graceful shutdown.
 //! - [`phone`]: `hotline phone`, a test caller and volunteer phone for admins.
 //!
@@ -30,6 +31,7 @@ pub(crate) mod diag;
 pub mod media;
 pub mod phone;
 pub mod roster;
+pub mod selftest;
 pub mod server;
 pub mod sip;
 pub mod store;

@@ -87,6 +87,23 @@ enum Command {
     /// A test phone: a volunteer's (--listen) that answers with a tone, or a caller
     /// (--dial) that presses keys and reports the prompts, ringback and tones it heard.
     Phone(hotline::phone::PhoneArgs),
+    /// Call the running daemon once per station, as a resident would, and report
+    /// whether the menu answered, whom the hunt would ring first (nobody is rung)
+    /// and the trunk's registration. Exit 1 if any station failed: for cron or
+    /// monitoring.
+    Selftest {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Only this station id.
+        #[arg(long, conflicts_with = "all")]
+        station: Option<String>,
+        /// Every station (the default).
+        #[arg(long)]
+        all: bool,
+        /// Seconds to wait for the daemon's answer and for its report, each.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -130,6 +147,12 @@ fn main() -> ExitCode {
             } => report(&config, from, to, json).await,
             Command::Status { config, json } => status(&config, json).await,
             Command::Phone(args) => hotline::phone::run(args).await,
+            Command::Selftest {
+                config,
+                station,
+                all: _,
+                timeout,
+            } => selftest(&config, station.as_deref(), timeout).await,
         }
     });
     match outcome {
@@ -145,10 +168,13 @@ fn main() -> ExitCode {
 /// `[log] format = "json"` (a config that does not load is reported by `run`).
 fn init_logs(command: &Command) {
     // rsipstack logs every packet at info; an operator wants our words.
-    let filter = || {
-        tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| "info,rsipstack=warn,sqlx=warn".into())
+    // `selftest` runs from cron: only trouble on standard error, beside its verdict.
+    let default = match command {
+        Command::Selftest { .. } => "warn",
+        _ => "info,rsipstack=warn,sqlx=warn",
     };
+    let filter =
+        || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let json = match command {
         Command::Run { config } if config.exists() => {
             Config::load(config).is_ok_and(|c| c.log.format == hotline::config::LogFormat::Json)
@@ -389,4 +415,51 @@ async fn report(
         print!("{}", hotline::store::format_report(&report, &names));
     }
     Ok(())
+}
+
+/// `hotline selftest`: one self-test call per station; a line each; Err naming the
+/// stations that failed.
+async fn selftest(path: &Path, station: Option<&str>, timeout_s: u64) -> Outcome {
+    use hotline::selftest::client::{check, Options};
+    let config = load_config(path)?;
+    let stations: Vec<_> = config
+        .stations
+        .iter()
+        .filter(|s| station.is_none_or(|id| s.id == id))
+        .cloned()
+        .collect();
+    if let (Some(id), true) = (station, stations.is_empty()) {
+        return Err(format!("unknown station {id:?}"));
+    }
+    let options = Options {
+        daemon: Options::daemon_addr(config.sip.listen),
+        number: config.sip.numbers.first().cloned().unwrap_or_default(),
+        token: config.selftest.token.clone(),
+        step_timeout: Duration::from_secs(timeout_s.max(1)),
+    };
+    // Volunteers' names, when the roster reads; ids alone otherwise.
+    let (file, known) = (config.roster.file.clone(), config.stations.clone());
+    let names = tokio::task::spawn_blocking(move || Roster::load(&file, &known))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|r| r.volunteers.into_iter().map(|v| (v.id, v.name)).collect())
+        .unwrap_or_default();
+    let results = check(&options, &stations).await?;
+    let mut failed = Vec::new();
+    for r in &results {
+        println!("{}", r.line(&names));
+        if !r.problems().is_empty() {
+            failed.push(format!("{} ({})", r.station, r.problems().join("; ")));
+        }
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "selftest: {} of {} stations failed: {}",
+        failed.len(),
+        results.len(),
+        failed.join(", ")
+    ))
 }

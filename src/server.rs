@@ -21,6 +21,7 @@ use crate::media::clock::MediaClock;
 use crate::media::prompts::{Prompt, PromptSet};
 use crate::media::session::PortPool;
 use crate::roster::{Roster, RosterHandle};
+use crate::selftest::Verdict;
 use crate::sip::accept::{self, reply};
 use crate::sip::limits::Limits;
 use crate::sip::outbound::Dialer;
@@ -148,6 +149,12 @@ impl Server {
             None => None,
         };
         let (first, last) = config.media.rtp_ports;
+        // True while registered with the trunk; None when it does not register.
+        let trunk_registered = config
+            .trunk
+            .as_ref()
+            .filter(|t| t.register)
+            .map(|_| Arc::new(AtomicBool::new(false)));
         let ctx = Arc::new(CallContext {
             settings: CallSettings::from_config(config, stack.public_ip),
             services: CallServices {
@@ -160,6 +167,7 @@ impl Server {
                 busy: BusyRegistry::default(),
                 shutdown: CancellationToken::new(),
                 observer: Arc::new(crate::admin::Observer::new(&config.stations)),
+                trunk_registered: trunk_registered.clone(),
             },
             dialer: Dialer::new(
                 &stack,
@@ -173,14 +181,9 @@ impl Server {
             config.stations.clone(),
             Duration::from_secs(1),
         );
-        let mut trunk_registered = None;
-        if let Some(trunk) = &config.trunk {
-            if trunk.register {
-                let state = Arc::new(AtomicBool::new(false));
-                let stop = ctx.services.shutdown.clone();
-                crate::sip::register::spawn(&stack, trunk.clone(), stop, state.clone());
-                trunk_registered = Some(state);
-            }
+        if let (Some(trunk), Some(state)) = (&config.trunk, &trunk_registered) {
+            let stop = ctx.services.shutdown.clone();
+            crate::sip::register::spawn(&stack, trunk.clone(), stop, state.clone());
         }
         let incoming = stack.start().await?;
         let server = Arc::new(Server {
@@ -381,6 +384,16 @@ impl Server {
                 reply(&mut tx, StatusCode::ServiceUnavailable).await;
                 return;
             }
+            let token = self.ctx.settings.selftest_token.as_deref();
+            let selftest = match accept::selftest_verdict(&self.stack, &tx.original, token) {
+                Verdict::Ordinary => false,
+                Verdict::SelfTest => true,
+                Verdict::Refused(why) => {
+                    warn!("refusing a self-test call with 403: {why}");
+                    reply(&mut tx, StatusCode::Forbidden).await;
+                    return;
+                }
+            };
             let Some(call) = accept::accept(
                 &self.stack,
                 &self.numbers,
@@ -391,7 +404,7 @@ impl Server {
             else {
                 return;
             };
-            let call_flow = flow::run(self.ctx.clone(), call.leg, call.offer);
+            let call_flow = flow::run(self.ctx.clone(), call.leg, call.offer, selftest);
             let claim = call.claim;
             self.calls.spawn(
                 async move {

@@ -109,8 +109,13 @@ impl Observer {
                     .remove(call_id)
                     .and_then(|c| c.station)
                     .unwrap_or_else(|| "none".into());
-                let outcome = outcome.as_str();
                 let m = &self.metrics;
+                if *outcome == crate::store::Outcome::Selftest {
+                    // Not a resident's call: counted apart from them.
+                    m.counter("hotline_selftest_calls_total", &[]).increment(1);
+                    return self.set_active(&calls);
+                }
+                let outcome = outcome.as_str();
                 m.counter("hotline_calls_total", &[("outcome", outcome)])
                     .increment(1);
                 let labels = [("station", station.as_str()), ("outcome", outcome)];
@@ -142,6 +147,10 @@ impl Observer {
                 }
             }
         }
+        self.set_active(&calls);
+    }
+
+    fn set_active(&self, calls: &HashMap<String, Live>) {
         self.metrics
             .gauge("hotline_calls_active", &[])
             .set(calls.len() as f64);

@@ -49,6 +49,12 @@ const DESCRIBED: &[(&str, Kind, Option<Unit>, &str)] = &[
         "Calls ended, by the station chosen (\"none\": no choice) and outcome.",
     ),
     (
+        "hotline_selftest_calls_total",
+        Kind::Counter,
+        None,
+        "`hotline selftest` calls ended (not in hotline_calls_total).",
+    ),
+    (
         "hotline_hunt_attempts_total",
         Kind::Counter,
         None,
@@ -249,6 +255,8 @@ impl Metrics {
             self.counter("hotline_calls_total", &[("outcome", outcome)])
                 .increment(0);
         }
+        self.counter("hotline_selftest_calls_total", &[])
+            .increment(0);
         for result in RESULTS {
             self.counter("hotline_hunt_attempts_total", &[("result", result)])
                 .increment(0);

@@ -39,10 +39,9 @@ impl BusyRegistry {
         self.lock().len()
     }
 
-    /// Whether some call holds `volunteer` now. Only for tests: deciding on it
-    /// would race, claim instead.
-    #[cfg(test)]
-    fn is_claimed(&self, volunteer: &str) -> bool {
+    /// Whether some call holds `volunteer` now: for reports only (a self-test's
+    /// hunt list). Deciding whom to ring on it would race: claim instead.
+    pub(crate) fn is_claimed(&self, volunteer: &str) -> bool {
         self.lock().contains(volunteer)
     }
 

@@ -226,6 +226,11 @@ impl CallerLeg {
         self.sip.hangup().await;
     }
 
+    /// [`hangup`](Self::hangup) with these extra headers on the BYE, as (name, value).
+    pub(crate) async fn hangup_with(&mut self, headers: Vec<(String, String)>) {
+        self.sip.hangup_with(headers).await;
+    }
+
     /// Whether the dialog has ended (either side).
     pub(crate) fn is_ended(&self) -> bool {
         self.sip.is_ended()

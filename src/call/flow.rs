@@ -96,6 +96,8 @@ pub(crate) struct Call {
     pub(crate) caller: CallerLeg,
     /// Every key the caller pressed before reaching a person, for the record.
     pub(crate) keys: String,
+    /// A `hotline selftest` call: run the menu, report the hunt list, ring nobody.
+    pub(crate) selftest: bool,
 }
 
 /// A leg's media figures as the call record keeps them (attempt 0: the caller).
@@ -116,7 +118,13 @@ pub(crate) fn leg_quality(call_id: &str, attempt_no: u32, q: Quality) -> LegQual
 
 /// Run a call to its end. `offer` is the SDP negotiation of the INVITE's offer
 /// (None for an INVITE without SDP: our offer goes in the 200, the answer in the ACK).
-pub(crate) async fn run(ctx: Arc<CallContext>, leg: InboundLeg, offer: Option<Negotiated>) {
+/// `selftest`: a `hotline selftest` call (see [`crate::call::selftest`]).
+pub(crate) async fn run(
+    ctx: Arc<CallContext>,
+    leg: InboundLeg,
+    offer: Option<Negotiated>,
+    selftest: bool,
+) {
     let caller = CallerLeg::new(leg);
     ctx.record(CallEvent::Started(NewCall {
         call_id: caller.call_id().to_string(),
@@ -124,11 +132,16 @@ pub(crate) async fn run(ctx: Arc<CallContext>, leg: InboundLeg, offer: Option<Ne
         dialed: caller.dialed().to_string(),
         started_at: Utc::now(),
     }));
-    info!(caller = %caller.number(), dialed = %caller.dialed(), "incoming call");
+    if selftest {
+        info!(caller = %caller.number(), dialed = %caller.dialed(), "incoming self-test call (rings nobody)");
+    } else {
+        info!(caller = %caller.number(), dialed = %caller.dialed(), "incoming call");
+    }
     let mut call = Call {
         ctx,
         caller,
         keys: String::new(),
+        selftest,
     };
     let (outcome, hangup_by, reason) = match call.steps(offer).await {
         Ok(done) => done,
@@ -169,6 +182,9 @@ impl Call {
     async fn steps(&mut self, offer: Option<Negotiated>) -> Result<Ended, Gone> {
         self.answer(offer).await?;
         let station = self.choose_station().await?;
+        if self.selftest {
+            return Ok(self.report_selftest(&station).await);
+        }
         // The station's confirmation plays while the first volunteer already rings.
         let forwarded = self.forward(&station).await?;
         if let Forwarded::Connected { hangup_by } = forwarded {

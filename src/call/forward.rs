@@ -301,7 +301,7 @@ impl Call {
     /// The hunt list for `station` in `roster` now, as dialable targets. Whether a
     /// volunteer is on another call is decided when they are dialled (a claim), not
     /// here, so that two calls can never ring one person.
-    fn targets(&self, roster: &Roster, station: &str) -> Vec<Target> {
+    pub(crate) fn targets(&self, roster: &Roster, station: &str) -> Vec<Target> {
         let mut out = Vec::new();
         for v in roster.hunt_list(station, Utc::now()) {
             let Some(uri) = self.ctx.dial_uri(&v.phone) else {

@@ -16,6 +16,7 @@ pub(crate) mod forward;
 pub(crate) mod hunt;
 pub(crate) mod menu;
 pub(crate) mod ringback;
+pub(crate) mod selftest;
 pub(crate) mod voicemail;
 pub(crate) mod volunteer;
 
@@ -63,6 +64,8 @@ pub(crate) struct CallSettings {
     pub(crate) voicemail_max: Duration,
     /// `[sip] sdes_over_plain`: SRTP keys may go over plain UDP/TCP signalling.
     pub(crate) sdes_over_plain: bool,
+    /// `[selftest] token`: what a self-test call's header must carry, if set.
+    pub(crate) selftest_token: Option<String>,
 }
 
 impl CallSettings {
@@ -80,6 +83,7 @@ impl CallSettings {
             voicemail_dir: config.forward.voicemail_dir.clone(),
             voicemail_max: Duration::from_secs(config.forward.voicemail_max_s),
             sdes_over_plain: config.sip.sdes_over_plain,
+            selftest_token: config.selftest.token.clone(),
         }
     }
 
@@ -112,6 +116,8 @@ pub(crate) struct CallServices {
     pub(crate) shutdown: CancellationToken,
     /// Sees every record update first: the admin's live calls and call metrics.
     pub(crate) observer: Arc<crate::admin::Observer>,
+    /// True while registered with the trunk; None when no `[trunk]` registers.
+    pub(crate) trunk_registered: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl CallContext {

@@ -83,6 +83,7 @@ pub(super) fn builtin_defaults() -> Config {
         log: LogConfig {
             format: LogFormat::Text,
         },
+        selftest: SelftestConfig { token: None },
         source: PathBuf::from(EMBEDDED_SOURCE),
     }
 }

@@ -35,6 +35,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// How log lines are written.
     pub log: LogConfig,
+    /// Who may place `hotline selftest` calls (`[selftest]`).
+    pub selftest: SelftestConfig,
     /// The file it came from, or [`EMBEDDED_SOURCE`](super::EMBEDDED_SOURCE); for log lines and errors.
     pub source: PathBuf,
 }
@@ -221,4 +223,13 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     pub format: LogFormat,
+}
+
+/// `[selftest]`: which calls the daemon treats as `hotline selftest` calls (the
+/// menu runs, the hunt list is reported back, nobody is rung).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelftestConfig {
+    /// When set, a call's `X-Hotline-Selftest` header must carry this value, and then
+    /// it may come from anywhere; None: only from loopback or a `[limits] trusted` address.
+    pub token: Option<String>,
 }

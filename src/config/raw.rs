@@ -23,6 +23,13 @@ pub(super) struct RawConfig {
     pub(super) limits: RawLimits,
     pub(super) admin: RawAdmin,
     pub(super) log: RawLog,
+    pub(super) selftest: RawSelftest,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawSelftest {
+    pub(super) token: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

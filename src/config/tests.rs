@@ -376,3 +376,17 @@ fn sdes_over_plain_is_off_unless_set_and_a_wrong_type_names_its_line() {
     assert_eq!(e.line, Some(3));
     assert!(e.to_string().contains("sdes_over_plain"), "{e}");
 }
+
+#[test]
+fn selftest_token_is_off_unless_set_and_an_empty_one_names_its_line() {
+    assert_eq!(parse("").unwrap().selftest.token, None);
+    let cfg = parse("[selftest]\ntoken = \"n1ght-check\"\n").unwrap();
+    assert_eq!(cfg.selftest.token.as_deref(), Some("n1ght-check"));
+    let e = one_error("[selftest]\n\ntoken = \"\"\n");
+    assert_eq!(e.line, Some(3));
+    assert_eq!(e.field.as_deref(), Some("[selftest] token"));
+    let e = one_error("[selftest]\ntoken = \"two words\"\n");
+    assert_eq!(e.line, Some(2));
+    let e = one_error("[selftest]\ntokn = \"x\"\n");
+    assert!(e.to_string().contains("tokn"), "{e}");
+}

@@ -37,6 +37,7 @@ pub(super) fn validate(raw: RawConfig, text: &str, source: &Path) -> Result<Conf
     cfg.trunk = raw.trunk.map(|t| trunk(&mut c, t));
     admin(&mut c, raw.admin, &mut cfg.admin);
     log(&mut c, raw.log, &mut cfg.log);
+    selftest(&mut c, raw.selftest, &mut cfg.selftest);
     c.finish(cfg)
 }
 
@@ -349,6 +350,21 @@ fn log(c: &mut Checker, raw: RawLog, log: &mut LogConfig) {
                 let message = format!("expected \"text\" or \"json\", found {other:?}");
                 c.error(v.span(), "[log] format", message);
             }
+        }
+    }
+}
+
+fn selftest(c: &mut Checker, raw: RawSelftest, selftest: &mut SelftestConfig) {
+    if let Some(v) = raw.token {
+        let ok =
+            !v.get_ref().trim().is_empty() && v.get_ref().chars().all(|ch| ch.is_ascii_graphic());
+        if ok {
+            selftest.token = Some(v.into_inner());
+        } else {
+            let message = "must be printable ASCII without spaces, and not empty \
+                           (leave the key out for no token)"
+                .into();
+            c.error(v.span(), "[selftest] token", message);
         }
     }
 }

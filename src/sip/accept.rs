@@ -2,11 +2,16 @@
 //! the dialog that carries the call. What comes out is our own [`InboundLeg`] and the
 //! negotiated offer, so the call flow never sees the transaction or the dialog.
 
+use std::net::IpAddr;
+
 use rsipstack::dialog::invite_dialog::InviteDialog;
-use rsipstack::sip::StatusCode;
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, Request, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::SipConnection;
 use tracing::{debug, info, warn};
 
+use crate::selftest::{self, Verdict};
 use crate::sip::leg::{dialed_of, InboundLeg};
 use crate::sip::sdp::{self, Negotiated};
 use crate::sip::stack::{CallClaim, SipStack};
@@ -127,4 +132,25 @@ pub(crate) async fn reply(tx: &mut Transaction, status: StatusCode) {
     if let Err(e) = tx.reply(status.clone()).await {
         debug!("could not send {status}: {e}");
     }
+}
+
+/// Whether this INVITE is a `hotline selftest` call, and may be one (see
+/// [`selftest::authorise`]); `token` is `[selftest] token`.
+pub(crate) fn selftest_verdict(stack: &SipStack, req: &Request, token: Option<&str>) -> Verdict {
+    let header = req.headers.iter().find_map(|h| match h {
+        Header::Other(name, value) if name.eq_ignore_ascii_case(selftest::SELFTEST_HEADER) => {
+            Some(value.as_str())
+        }
+        _ => None,
+    });
+    selftest::authorise(header, source_ip(req), &stack.limits().trusted, token)
+}
+
+/// The address a request came from: rsipstack writes it into the top Via as
+/// `received` when it differs from the Via's own host (RFC 3261 §18.2.1), so the
+/// Via, thus corrected, names the real source.
+fn source_ip(req: &Request) -> Option<IpAddr> {
+    let via = req.via_header().ok()?;
+    let (_, host) = SipConnection::parse_target_from_via(via).ok()?;
+    host.host.to_string().trim_matches(['[', ']']).parse().ok()
 }

@@ -207,12 +207,26 @@ impl InboundLeg {
 
     /// Hang up from our side: BYE once confirmed. Idempotent.
     pub(crate) async fn hangup(&mut self) {
+        self.hangup_with(Vec::new()).await;
+    }
+
+    /// [`hangup`](Self::hangup), with these extra headers, as (name, value), on the BYE.
+    pub(crate) async fn hangup_with(&mut self, headers: Vec<(String, String)>) {
         if self.ended {
             return;
         }
         self.ended = true;
         if self.confirmed {
-            if let Err(e) = self.dialog.bye().await {
+            let headers: Vec<Header> = headers
+                .into_iter()
+                .map(|(name, value)| Header::Other(name, value))
+                .collect();
+            let sent = if headers.is_empty() {
+                self.dialog.bye().await
+            } else {
+                self.dialog.bye_with_headers(Some(headers)).await
+            };
+            if let Err(e) = sent {
                 tracing::info!("BYE to the caller failed: {e}");
             }
         }

@@ -21,6 +21,9 @@ pub enum Outcome {
     /// The daemon stopped (crash, kill, power loss) while the call was on;
     /// closed at the next start, ended at the last time it was known alive.
     Interrupted,
+    /// A `hotline selftest` call: the menu ran, nobody was rung. Kept so the
+    /// records are complete; reports and call metrics leave it out.
+    Selftest,
 }
 
 impl Outcome {
@@ -33,6 +36,7 @@ impl Outcome {
             Outcome::Abandoned => "abandoned",
             Outcome::Failed => "failed",
             Outcome::Interrupted => "interrupted",
+            Outcome::Selftest => "selftest",
         }
     }
 }

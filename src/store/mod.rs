@@ -752,6 +752,46 @@ pub(crate) mod tests {
         Ok(())
     }
 
+    /// Shared by both backends' tests: a self-test call is kept, with its own
+    /// outcome (the schema's CHECK takes it), and the report leaves it out.
+    pub(crate) async fn check_selftest(store: &Store) -> Result<(), StoreError> {
+        store.record(CallEvent::Started(started("resident", 0)));
+        store.record(CallEvent::Ended {
+            call_id: "resident".into(),
+            at: at(7),
+            outcome: Outcome::Abandoned,
+            hangup_by: HangupBy::Caller,
+            reason: None,
+        });
+        store.record(CallEvent::Started(started("test", 10)));
+        store.record(CallEvent::Station {
+            call_id: "test".into(),
+            station: "health".into(),
+        });
+        store.record(CallEvent::Ended {
+            call_id: "test".into(),
+            at: at(11),
+            outcome: Outcome::Selftest,
+            hangup_by: HangupBy::System,
+            reason: None,
+        });
+        store.flush(Duration::from_secs(5)).await?;
+        let row = store.call("test").await?;
+        assert_eq!(row.and_then(|r| r.outcome).as_deref(), Some("selftest"));
+        let offset = chrono::FixedOffset::east_opt(0).expect("UTC is an offset");
+        let report = store.report(None, None, offset).await?;
+        assert_eq!((report.totals.calls, report.totals.abandoned), (1, 1));
+        assert!(report.per_station.iter().all(|l| l.station != "health"));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_selftest_calls_out_of_the_report() -> TestResult {
+        let (_dir, store) = sqlite_store().await?;
+        check_selftest(&store).await?;
+        Ok(())
+    }
+
     #[tokio::test]
     async fn sqlite_keeps_each_legs_media_quality() -> TestResult {
         let (_dir, store) = sqlite_store().await?;

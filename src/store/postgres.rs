@@ -72,7 +72,7 @@ mod tests {
     use crate::store::report::tests::{check_calls_with_attempts, check_report};
     use crate::store::tests::{
         check_heartbeat, check_interrupted, check_lifecycle, check_quality, check_recent_calls,
-        check_voicemail_and_abandoned, TestResult,
+        check_selftest, check_voicemail_and_abandoned, TestResult,
     };
     use crate::store::Store;
     use sqlx::{Connection, Executor, PgConnection};
@@ -193,6 +193,14 @@ mod tests {
     async fn voicemail_and_abandoned_calls_are_recorded() -> TestResult {
         in_fresh_schema(|url, opts| async move {
             check_voicemail_and_abandoned(&Store::open_with(&url, opts).await?).await
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn keeps_selftest_calls_out_of_the_report() -> TestResult {
+        in_fresh_schema(|url, opts| async move {
+            check_selftest(&Store::open_with(&url, opts).await?).await
         })
         .await
     }

@@ -359,7 +359,8 @@ where
         // The CAST gives PostgreSQL a type for a NULL parameter.
         sqlx::query_as(
             "SELECT station, outcome, started_at, connected_at FROM calls \
-             WHERE (CAST($1 AS TEXT) IS NULL OR started_at >= $1) \
+             WHERE (outcome IS NULL OR outcome <> 'selftest') \
+             AND (CAST($1 AS TEXT) IS NULL OR started_at >= $1) \
              AND (CAST($2 AS TEXT) IS NULL OR started_at < $2)",
         )
         .bind(from)
