@@ -102,7 +102,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Run { config } => run(&config).await,
-            Command::Check { config } => check(&config),
+            Command::Check { config } => check(&config).await,
             Command::Calls {
                 config,
                 limit,
@@ -256,7 +256,7 @@ async fn wait_for_signal(server: &Server) {
     }
 }
 
-fn check(path: &Path) -> Outcome {
+async fn check(path: &Path) -> Outcome {
     let config = load_config(path)?;
     let names = hotline::call::required_prompts(&config);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -292,6 +292,7 @@ fn check(path: &Path) -> Outcome {
             roster_file.display()
         );
     }
+    check_database(&config).await?;
     println!(
         "{}: OK ({} stations, {} prompts in {})",
         config.source.display(),
@@ -302,16 +303,36 @@ fn check(path: &Path) -> Outcome {
     Ok(())
 }
 
+/// `check`: open the call records database read-only (never create it).
+async fn check_database(config: &Config) -> Outcome {
+    use hotline::store::{probe, Probe};
+    match probe(&config.database.url, Duration::from_secs(5)).await {
+        Ok(Probe::Opened) => println!("call records database: OK (opened read-only)"),
+        Ok(Probe::NotCreatedYet(file)) => println!(
+            "call records database: {} does not exist yet; `hotline run` creates it",
+            file.display()
+        ),
+        Err(e) => return Err(database_error(config, &e)),
+    }
+    Ok(())
+}
+
+/// A database problem, naming the file and field the URL came from.
+fn database_error(config: &Config, e: &hotline::store::StoreError) -> String {
+    format!("{}: [database] url: {e}", config.source.display())
+}
+
 /// The roster in `file`, checked against the configured stations.
 fn load_roster(file: &Path, config: &Config) -> Result<Roster, String> {
     Roster::load(file, &config.stations).map_err(|e| e.to_string())
 }
 
-/// The call records store the configuration names.
+/// The call records store the configuration names, for a command that reads
+/// it: a database that does not exist yet is an error, never created.
 async fn open_store(config: &Config) -> Result<Store, String> {
-    Store::open(&config.database.url)
+    Store::open_existing(&config.database.url)
         .await
-        .map_err(|e| format!("call records database: {e}"))
+        .map_err(|e| database_error(config, &e))
 }
 
 async fn calls(path: &Path, limit: u32, json: bool) -> Outcome {

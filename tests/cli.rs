@@ -1,4 +1,5 @@
-//! The admin's commands, run as the real binary: `check`, `on-duty`, `report`, `calls`.
+//! The admin's commands, run as the real binary: `check`, `on-duty`, `report`,
+//! `calls`.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -9,6 +10,24 @@ fn hotline(args: &[&str]) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .expect("run the hotline binary")
+}
+
+/// `hotline` run from the folder `dir`, as an admin in another folder would.
+fn hotline_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the hotline binary")
+}
+
+/// Makes the SQLite file `cfg` names, as `hotline run` would on start.
+fn create_database(dir: &Path) {
+    let url = format!("sqlite://{}/hotline.db", dir.display());
+    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    rt.block_on(hotline::store::Store::open(&url))
+        .expect("create the call records database");
 }
 
 fn text(out: &Output) -> String {
@@ -78,6 +97,87 @@ fn check_accepts_a_good_config_and_warns_of_roster_gaps() {
     // Outside 08:00-17:30 on weekdays the health station still reaches the desk,
     // so no gap for health; a station nobody covers at all falls back to the desk too.
     assert!(t.contains("have phone numbers but no [trunk]"), "{t}");
+    // The database is looked at, not made.
+    assert!(
+        t.contains("hotline.db does not exist yet; `hotline run` creates it"),
+        "{t}"
+    );
+    assert!(!tmp.path().join("hotline.db").exists(), "{t}");
+    create_database(tmp.path());
+    let t = text(&hotline(&["check", "--config", &cfg]));
+    assert!(
+        t.contains("call records database: OK (opened read-only)"),
+        "{t}"
+    );
+}
+
+#[test]
+fn check_rejects_a_database_url_it_cannot_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "");
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    let line = good.lines().nth(1).unwrap().to_string();
+    assert!(line.starts_with("url = \"sqlite://"), "{good}");
+    std::fs::write(&cfg, good.replace(&line, "url = \"mysql://x\"")).unwrap();
+    let out = hotline(&["check", "--config", &cfg]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains(&format!("{cfg}:2: [database] url:")), "{t}");
+    assert!(t.contains("mysql://"), "{t}");
+
+    // A PostgreSQL server that does not answer (nothing listens on the port).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("url = \"postgres://hotline:secret@127.0.0.1:{port}/hotline\"");
+    std::fs::write(&cfg, good.replace(&line, &url)).unwrap();
+    let out = hotline(&["check", "--config", &cfg]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("{cfg}: [database] url: cannot connect")),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("127.0.0.1:{port}")) && !t.contains("secret"),
+        "{t}"
+    );
+}
+
+#[test]
+fn read_commands_never_create_a_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "");
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    let line = text_cfg.lines().nth(1).unwrap().to_string();
+    // Relative to the folder the command runs in, as in the shipped config.
+    std::fs::write(
+        &cfg,
+        text_cfg.replace(&line, "url = \"sqlite://data/hotline.db\""),
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    for args in [
+        &["calls", "--config", &cfg][..],
+        &["report", "--config", &cfg][..],
+    ] {
+        let out = hotline_in(elsewhere.path(), args);
+        let t = text(&out);
+        assert!(!out.status.success(), "{args:?}: {t}");
+        let missing = elsewhere.path().join("data/hotline.db");
+        let said = format!(
+            "{cfg}: [database] url: no call records database at {}",
+            missing.display()
+        );
+        assert!(t.contains(&said), "{args:?}: {t}");
+        assert!(!t.contains("no calls recorded"), "{t}");
+        assert!(
+            !elsewhere.path().join("data").exists(),
+            "{args:?} created data/"
+        );
+    }
 }
 
 #[test]
@@ -148,6 +248,7 @@ fn on_duty_prints_the_hunt_list_at_a_moment() {
 fn report_and_calls_work_on_an_empty_store() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), "");
+    create_database(tmp.path());
     let out = hotline(&[
         "report",
         "--config",
