@@ -131,7 +131,9 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("{message}");
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -151,8 +153,13 @@ fn init_logs(command: &Command) {
         }
         _ => false,
     };
+    let colour = use_colour(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR"),
+    );
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter())
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if json {
         // Each line carries the current span and its parents: a call's call_id.
@@ -165,8 +172,14 @@ fn init_logs(command: &Command) {
     }
 }
 
+/// Colours in the logs only on a terminal, and never when `NO_COLOR` is set
+/// to anything but "" (no-color.org): a file or a pipe gets plain text.
+fn use_colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// What a command ends with: done, or the message for the admin (printed on
-/// standard error, exit status 1).
+/// standard error, exit status 1; empty when it is already in the log).
 type Outcome = Result<(), String>;
 
 /// Exit status of `hotline status` when the daemon is not running.
@@ -208,10 +221,12 @@ fn load_config(path: &Path) -> Result<Config, String> {
 }
 
 async fn run(path: &Path) -> Outcome {
-    let config = load_config(path).inspect_err(|e| error!("configuration rejected:\n{e}"))?;
+    // A bad file is printed once by `main`; logs are not set up from it.
+    let config = load_config(path)?;
     let running = Server::start(&config).await.map_err(|e| {
+        // Once, in the log (JSON lines too, when configured): nothing more to print.
         error!("cannot start: {e}");
-        format!("cannot start: {e}")
+        String::new()
     })?;
     wait_for_signal(&running).await;
     info!("stop requested: refusing new calls and letting calls in progress finish");
@@ -406,4 +421,17 @@ async fn report(
         print!("{}", hotline::store::format_report(&report, &names));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some("".into())));
+        assert!(!use_colour(true, Some("1".into())));
+        assert!(!use_colour(false, None));
+    }
 }

@@ -1,8 +1,9 @@
 //! The admin's commands, run as the real binary: `check`, `on-duty`, `report`,
-//! `calls`.
+//! `calls`, and `run` failing to start.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn hotline(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hotline"))
@@ -20,6 +21,28 @@ fn hotline_in(dir: &Path, args: &[&str]) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .expect("run the hotline binary")
+}
+
+/// `hotline run`, which must fail to start: its output once it exits, or a
+/// panic (after killing it) if it is still running after 30 s.
+fn run_expecting_exit(cfg: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(["run", "--config", cfg])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the hotline binary");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("poll hotline run").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect hotline run");
+            panic!("hotline run kept running:\n{}", text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("collect hotline run")
 }
 
 /// Makes the SQLite file `cfg` names, as `hotline run` would on start.
@@ -144,6 +167,37 @@ fn check_rejects_a_database_url_it_cannot_use() {
         t.contains(&format!("127.0.0.1:{port}")) && !t.contains("secret"),
         "{t}"
     );
+}
+
+#[test]
+fn run_prints_a_config_error_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "timout_s = 6\n");
+    let out = run_expecting_exit(&cfg);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    let error = format!("{cfg}:6: [menu] timout_s");
+    assert_eq!(t.matches(&error).count(), 1, "{t}");
+}
+
+#[test]
+fn run_stops_with_one_clear_line_when_the_tcp_port_is_taken() {
+    // TCP taken, UDP free on the same port.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    drop(std::net::UdpSocket::bind(addr).expect("the UDP port is free"));
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = format!("\n[sip]\nlisten = \"{addr}\"\n\n[admin]\nlisten = \"\"\n");
+    let cfg = write_config(tmp.path(), &extra);
+    let out = run_expecting_exit(&cfg);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    let line = format!("cannot start: cannot listen for SIP on tcp {addr}");
+    assert_eq!(t.matches(&line).count(), 1, "{t}");
+    // Plain text on a pipe, and no stack internals.
+    assert!(!t.contains('\x1b'), "colour codes in piped logs: {t:?}");
+    assert!(!t.contains("rsipstack"), "{t}");
+    drop(taken);
 }
 
 #[test]
