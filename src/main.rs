@@ -30,16 +30,25 @@ struct Cli {
 enum Command {
     /// Answer calls until SIGINT or SIGTERM.
     Run {
+        /// The configuration file (if the default one is absent: the embedded defaults).
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Validate the configuration, the prompts and the roster; exit non-zero on any error.
+    ///
+    /// Reads the configuration file, every prompt the menu needs (under `[menu]
+    /// prompts_dir`) and the roster file `[roster] file` names (warning of hours
+    /// nobody covers and of volunteers nobody can call), and opens the call records
+    /// database `[database] url` read-only: a bad URL or a server that does not
+    /// answer is an error. Nothing is written.
     Check {
+        /// The configuration file (if the default one is absent: the embedded defaults).
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Show recent call records, with every volunteer tried.
     Calls {
+        /// The configuration file (if the default one is absent: the embedded defaults).
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         #[arg(long, default_value_t = 20)]
@@ -50,6 +59,7 @@ enum Command {
     },
     /// Show, for each station, whom a call would ring at a moment (default now).
     OnDuty {
+        /// The configuration file (if the default one is absent: the embedded defaults).
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// "2026-12-01 09:30" in the roster's timezone, or RFC 3339.
@@ -65,6 +75,7 @@ enum Command {
     /// Show the running daemon's state: active calls, trunk, roster, call records
     /// (from its admin listener, `[admin] listen`). Exit 2 if it is not running.
     Status {
+        /// The configuration file (if the default one is absent: the embedded defaults).
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Print the JSON of /status instead of a table.
@@ -73,14 +84,16 @@ enum Command {
     },
     /// Calls handled per station and per volunteer, for the community's report.
     Report {
+        /// The configuration file (if the default one is absent: the embedded defaults).
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// First day, YYYY-MM-DD (local time of the roster's timezone).
         #[arg(long)]
         from: Option<chrono::NaiveDate>,
-        /// Last day, inclusive.
+        /// Last day, inclusive (not before --from).
         #[arg(long)]
         to: Option<chrono::NaiveDate>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -394,6 +407,13 @@ async fn report(
     to: Option<chrono::NaiveDate>,
     json: bool,
 ) -> Outcome {
+    if let (Some(from), Some(to)) = (from, to) {
+        if from > to {
+            return Err(format!(
+                "--from {from} is after --to {to}: give the first day as --from and the last as --to"
+            ));
+        }
+    }
     let config = load_config(path)?;
     // Days are counted in the roster's timezone (the community's local days).
     let tz = load_roster(&config.roster.file, &config)

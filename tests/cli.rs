@@ -201,6 +201,40 @@ fn run_stops_with_one_clear_line_when_the_tcp_port_is_taken() {
 }
 
 #[test]
+fn help_describes_every_option() {
+    let t = text(&hotline(&["report", "--help"]));
+    assert!(t.contains("The configuration file"), "{t}");
+    let json = t.lines().find(|l| l.contains("--json")).unwrap_or("");
+    assert!(json.contains("Print JSON instead of a table"), "{t}");
+    let t = text(&hotline(&["check", "--help"]));
+    assert!(t.contains("the roster file"), "{t}");
+    assert!(t.contains("[database] url"), "{t}");
+}
+
+#[test]
+fn report_rejects_from_after_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "");
+    create_database(tmp.path());
+    let args = [
+        "report",
+        "--config",
+        &cfg,
+        "--from",
+        "2026-11-30",
+        "--to",
+        "2026-11-01",
+    ];
+    let out = hotline(&args);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("--from 2026-11-30 is after --to 2026-11-01"),
+        "{t}"
+    );
+}
+
+#[test]
 fn read_commands_never_create_a_database() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), "");
