@@ -30,16 +30,25 @@ struct Cli {
 enum Command {
     /// Answer calls until SIGINT or SIGTERM.
     Run {
+        /// The configuration file (if the default one is absent: the embedded defaults).
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Validate the configuration, the prompts and the roster; exit non-zero on any error.
+    ///
+    /// Reads the configuration file, every prompt the menu needs (under `[menu]
+    /// prompts_dir`) and the roster file `[roster] file` names (warning of hours
+    /// nobody covers and of volunteers nobody can call), and opens the call records
+    /// database `[database] url` read-only: a bad URL or a server that does not
+    /// answer is an error. Nothing is written.
     Check {
+        /// The configuration file (if the default one is absent: the embedded defaults).
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Show recent call records, with every volunteer tried.
     Calls {
+        /// The configuration file (if the default one is absent: the embedded defaults).
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         #[arg(long, default_value_t = 20)]
@@ -50,6 +59,7 @@ enum Command {
     },
     /// Show, for each station, whom a call would ring at a moment (default now).
     OnDuty {
+        /// The configuration file (if the default one is absent: the embedded defaults).
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// "2026-12-01 09:30" in the roster's timezone, or RFC 3339.
@@ -65,6 +75,7 @@ enum Command {
     /// Show the running daemon's state: active calls, trunk, roster, call records
     /// (from its admin listener, `[admin] listen`). Exit 2 if it is not running.
     Status {
+        /// The configuration file (if the default one is absent: the embedded defaults).
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Print the JSON of /status instead of a table.
@@ -73,14 +84,16 @@ enum Command {
     },
     /// Calls handled per station and per volunteer, for the community's report.
     Report {
+        /// The configuration file (if the default one is absent: the embedded defaults).
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// First day, YYYY-MM-DD (local time of the roster's timezone).
         #[arg(long)]
         from: Option<chrono::NaiveDate>,
-        /// Last day, inclusive.
+        /// Last day, inclusive (not before --from).
         #[arg(long)]
         to: Option<chrono::NaiveDate>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -122,7 +135,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Run { config } => run(&config).await,
-            Command::Check { config } => check(&config),
+            Command::Check { config } => check(&config).await,
             Command::Calls {
                 config,
                 limit,
@@ -158,7 +171,9 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("{message}");
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -181,8 +196,13 @@ fn init_logs(command: &Command) {
         }
         _ => false,
     };
+    let colour = use_colour(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR"),
+    );
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter())
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if json {
         // Each line carries the current span and its parents: a call's call_id.
@@ -195,8 +215,14 @@ fn init_logs(command: &Command) {
     }
 }
 
+/// Colours in the logs only on a terminal, and never when `NO_COLOR` is set
+/// to anything but "" (no-color.org): a file or a pipe gets plain text.
+fn use_colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// What a command ends with: done, or the message for the admin (printed on
-/// standard error, exit status 1).
+/// standard error, exit status 1; empty when it is already in the log).
 type Outcome = Result<(), String>;
 
 /// Exit status of `hotline status` when the daemon is not running.
@@ -238,10 +264,12 @@ fn load_config(path: &Path) -> Result<Config, String> {
 }
 
 async fn run(path: &Path) -> Outcome {
-    let config = load_config(path).inspect_err(|e| error!("configuration rejected:\n{e}"))?;
+    // A bad file is printed once by `main`; logs are not set up from it.
+    let config = load_config(path)?;
     let running = Server::start(&config).await.map_err(|e| {
+        // Once, in the log (JSON lines too, when configured): nothing more to print.
         error!("cannot start: {e}");
-        format!("cannot start: {e}")
+        String::new()
     })?;
     wait_for_signal(&running).await;
     info!("stop requested: refusing new calls and letting calls in progress finish");
@@ -286,7 +314,7 @@ async fn wait_for_signal(server: &Server) {
     }
 }
 
-fn check(path: &Path) -> Outcome {
+async fn check(path: &Path) -> Outcome {
     let config = load_config(path)?;
     let names = hotline::call::required_prompts(&config);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -322,6 +350,7 @@ fn check(path: &Path) -> Outcome {
             roster_file.display()
         );
     }
+    check_database(&config).await?;
     println!(
         "{}: OK ({} stations, {} prompts in {})",
         config.source.display(),
@@ -332,16 +361,36 @@ fn check(path: &Path) -> Outcome {
     Ok(())
 }
 
+/// `check`: open the call records database read-only (never create it).
+async fn check_database(config: &Config) -> Outcome {
+    use hotline::store::{probe, Probe};
+    match probe(&config.database.url, Duration::from_secs(5)).await {
+        Ok(Probe::Opened) => println!("call records database: OK (opened read-only)"),
+        Ok(Probe::NotCreatedYet(file)) => println!(
+            "call records database: {} does not exist yet; `hotline run` creates it",
+            file.display()
+        ),
+        Err(e) => return Err(database_error(config, &e)),
+    }
+    Ok(())
+}
+
+/// A database problem, naming the file and field the URL came from.
+fn database_error(config: &Config, e: &hotline::store::StoreError) -> String {
+    format!("{}: [database] url: {e}", config.source.display())
+}
+
 /// The roster in `file`, checked against the configured stations.
 fn load_roster(file: &Path, config: &Config) -> Result<Roster, String> {
     Roster::load(file, &config.stations).map_err(|e| e.to_string())
 }
 
-/// The call records store the configuration names.
+/// The call records store the configuration names, for a command that reads
+/// it: a database that does not exist yet is an error, never created.
 async fn open_store(config: &Config) -> Result<Store, String> {
-    Store::open(&config.database.url)
+    Store::open_existing(&config.database.url)
         .await
-        .map_err(|e| format!("call records database: {e}"))
+        .map_err(|e| database_error(config, &e))
 }
 
 async fn calls(path: &Path, limit: u32, json: bool) -> Outcome {
@@ -388,6 +437,13 @@ async fn report(
     to: Option<chrono::NaiveDate>,
     json: bool,
 ) -> Outcome {
+    if let (Some(from), Some(to)) = (from, to) {
+        if from > to {
+            return Err(format!(
+                "--from {from} is after --to {to}: give the first day as --from and the last as --to"
+            ));
+        }
+    }
     let config = load_config(path)?;
     // Days are counted in the roster's timezone (the community's local days).
     let tz = load_roster(&config.roster.file, &config)
@@ -462,4 +518,17 @@ async fn selftest(path: &Path, station: Option<&str>, timeout_s: u64) -> Outcome
         results.len(),
         failed.join(", ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some("".into())));
+        assert!(!use_colour(true, Some("1".into())));
+        assert!(!use_colour(false, None));
+    }
 }

@@ -1,7 +1,9 @@
-//! The admin's commands, run as the real binary: `check`, `on-duty`, `report`, `calls`.
+//! The admin's commands, run as the real binary: `check`, `on-duty`, `report`,
+//! `calls`, and `run` failing to start.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn hotline(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hotline"))
@@ -9,6 +11,46 @@ fn hotline(args: &[&str]) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .expect("run the hotline binary")
+}
+
+/// `hotline` run from the folder `dir`, as an admin in another folder would.
+fn hotline_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the hotline binary")
+}
+
+/// `hotline run`, which must fail to start: its output once it exits, or a
+/// panic (after killing it) if it is still running after 30 s.
+fn run_expecting_exit(cfg: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(["run", "--config", cfg])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the hotline binary");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("poll hotline run").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect hotline run");
+            panic!("hotline run kept running:\n{}", text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("collect hotline run")
+}
+
+/// Makes the SQLite file `cfg` names, as `hotline run` would on start.
+fn create_database(dir: &Path) {
+    let url = format!("sqlite://{}/hotline.db", dir.display());
+    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    rt.block_on(hotline::store::Store::open(&url))
+        .expect("create the call records database");
 }
 
 fn text(out: &Output) -> String {
@@ -78,6 +120,152 @@ fn check_accepts_a_good_config_and_warns_of_roster_gaps() {
     // Outside 08:00-17:30 on weekdays the health station still reaches the desk,
     // so no gap for health; a station nobody covers at all falls back to the desk too.
     assert!(t.contains("have phone numbers but no [trunk]"), "{t}");
+    // The database is looked at, not made.
+    assert!(
+        t.contains("hotline.db does not exist yet; `hotline run` creates it"),
+        "{t}"
+    );
+    assert!(!tmp.path().join("hotline.db").exists(), "{t}");
+    create_database(tmp.path());
+    let t = text(&hotline(&["check", "--config", &cfg]));
+    assert!(
+        t.contains("call records database: OK (opened read-only)"),
+        "{t}"
+    );
+}
+
+#[test]
+fn check_rejects_a_database_url_it_cannot_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "");
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    let line = good.lines().nth(1).unwrap().to_string();
+    assert!(line.starts_with("url = \"sqlite://"), "{good}");
+    std::fs::write(&cfg, good.replace(&line, "url = \"mysql://x\"")).unwrap();
+    let out = hotline(&["check", "--config", &cfg]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains(&format!("{cfg}:2: [database] url:")), "{t}");
+    assert!(t.contains("mysql://"), "{t}");
+
+    // A PostgreSQL server that does not answer (nothing listens on the port).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("url = \"postgres://hotline:secret@127.0.0.1:{port}/hotline\"");
+    std::fs::write(&cfg, good.replace(&line, &url)).unwrap();
+    let out = hotline(&["check", "--config", &cfg]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("{cfg}: [database] url: cannot connect")),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("127.0.0.1:{port}")) && !t.contains("secret"),
+        "{t}"
+    );
+}
+
+#[test]
+fn run_prints_a_config_error_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "timout_s = 6\n");
+    let out = run_expecting_exit(&cfg);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    let error = format!("{cfg}:6: [menu] timout_s");
+    assert_eq!(t.matches(&error).count(), 1, "{t}");
+}
+
+#[test]
+fn run_stops_with_one_clear_line_when_the_tcp_port_is_taken() {
+    // TCP taken, UDP free on the same port.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    drop(std::net::UdpSocket::bind(addr).expect("the UDP port is free"));
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = format!("\n[sip]\nlisten = \"{addr}\"\n\n[admin]\nlisten = \"\"\n");
+    let cfg = write_config(tmp.path(), &extra);
+    let out = run_expecting_exit(&cfg);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    let line = format!("cannot start: cannot listen for SIP on tcp {addr}");
+    assert_eq!(t.matches(&line).count(), 1, "{t}");
+    // Plain text on a pipe, and no stack internals.
+    assert!(!t.contains('\x1b'), "colour codes in piped logs: {t:?}");
+    assert!(!t.contains("rsipstack"), "{t}");
+    drop(taken);
+}
+
+#[test]
+fn help_describes_every_option() {
+    let t = text(&hotline(&["report", "--help"]));
+    assert!(t.contains("The configuration file"), "{t}");
+    let json = t.lines().find(|l| l.contains("--json")).unwrap_or("");
+    assert!(json.contains("Print JSON instead of a table"), "{t}");
+    let t = text(&hotline(&["check", "--help"]));
+    assert!(t.contains("the roster file"), "{t}");
+    assert!(t.contains("[database] url"), "{t}");
+}
+
+#[test]
+fn report_rejects_from_after_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "");
+    create_database(tmp.path());
+    let args = [
+        "report",
+        "--config",
+        &cfg,
+        "--from",
+        "2026-11-30",
+        "--to",
+        "2026-11-01",
+    ];
+    let out = hotline(&args);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("--from 2026-11-30 is after --to 2026-11-01"),
+        "{t}"
+    );
+}
+
+#[test]
+fn read_commands_never_create_a_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "");
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    let line = text_cfg.lines().nth(1).unwrap().to_string();
+    // Relative to the folder the command runs in, as in the shipped config.
+    std::fs::write(
+        &cfg,
+        text_cfg.replace(&line, "url = \"sqlite://data/hotline.db\""),
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    for args in [
+        &["calls", "--config", &cfg][..],
+        &["report", "--config", &cfg][..],
+    ] {
+        let out = hotline_in(elsewhere.path(), args);
+        let t = text(&out);
+        assert!(!out.status.success(), "{args:?}: {t}");
+        let missing = elsewhere.path().join("data/hotline.db");
+        let said = format!(
+            "{cfg}: [database] url: no call records database at {}",
+            missing.display()
+        );
+        assert!(t.contains(&said), "{args:?}: {t}");
+        assert!(!t.contains("no calls recorded"), "{t}");
+        assert!(
+            !elsewhere.path().join("data").exists(),
+            "{args:?} created data/"
+        );
+    }
 }
 
 #[test]
@@ -148,6 +336,7 @@ fn on_duty_prints_the_hunt_list_at_a_moment() {
 fn report_and_calls_work_on_an_empty_store() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), "");
+    create_database(tmp.path());
     let out = hotline(&[
         "report",
         "--config",

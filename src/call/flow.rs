@@ -172,7 +172,16 @@ pub(crate) async fn run(
         hangup_by,
         reason,
     });
-    info!(outcome = outcome.as_str(), keys = %call.keys, "call ended");
+    info!(outcome = outcome.as_str(), keys = %keys_pressed(&call.keys), "call ended");
+}
+
+/// The keys for the "call ended" line: `none` rather than an empty `keys=`.
+fn keys_pressed(keys: &str) -> &str {
+    if keys.is_empty() {
+        "none"
+    } else {
+        keys
+    }
 }
 
 impl Call {
@@ -320,5 +329,16 @@ impl Call {
             .prompts
             .get(name)
             .ok_or_else(|| Gone::Failed(format!("prompt {name}.wav is not loaded")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keys_pressed;
+
+    #[test]
+    fn call_ended_says_none_when_no_key_was_pressed() {
+        assert_eq!(keys_pressed(""), "none");
+        assert_eq!(keys_pressed("20"), "20");
     }
 }

@@ -146,6 +146,24 @@ fn tries_of_zero_are_refused_naming_the_field() {
 }
 
 #[test]
+fn unsupported_database_url_names_line_and_field_not_password() {
+    let e = one_error("[database]\nurl = \"mysql://admin:secret@db/hotline\"\n");
+    assert_eq!(e.line, Some(2));
+    assert_eq!(e.field.as_deref(), Some("[database] url"));
+    assert!(e.message.contains("found a mysql:// URL"), "{e}");
+    assert!(!e.to_string().contains("secret"), "{e}");
+    for ok in [
+        "sqlite://data/hotline.db",
+        "sqlite::memory:",
+        "postgres://u@h/db",
+        "postgresql://u@h/db",
+    ] {
+        let text = format!("[database]\nurl = \"{ok}\"\n");
+        assert!(parse(&text).is_ok(), "{ok}");
+    }
+}
+
+#[test]
 fn toml_syntax_error_has_a_line() {
     let e = one_error("[sip]\nlisten = \"127.0.0.1:5060\n");
     assert_eq!(e.line, Some(2));

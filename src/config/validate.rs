@@ -134,11 +134,17 @@ fn media(c: &mut Checker, raw: RawMedia, media: &mut MediaConfig) {
 
 fn database(c: &mut Checker, raw: RawDatabase, database: &mut DatabaseConfig) {
     if let Some(v) = raw.url {
-        if !v.get_ref().contains("://") {
-            let message = format!(
-                "expected a URL like \"sqlite://data/hotline.db\", found {:?}",
-                v.get_ref()
-            );
+        // The two databases the store speaks (`store::backend::open`).
+        let url = v.get_ref();
+        let known = ["sqlite:", "postgres://", "postgresql://"];
+        if !known.iter().any(|k| url.starts_with(k)) {
+            // Only the scheme of a URL: the rest may hold a password.
+            let found = match url.split_once("://") {
+                Some((scheme, _)) => format!("a {scheme}:// URL, which is not supported"),
+                None => format!("{url:?}"),
+            };
+            let message =
+                format!("expected \"sqlite://PATH\" or \"postgres://USER@HOST/DB\", found {found}");
             c.error(v.span(), "[database] url", message);
         }
         database.url = v.into_inner();

@@ -12,6 +12,7 @@
 //!   written once for both databases.
 //! - `sqlite`, `postgres`: what differs per database (connecting and its
 //!   migrations folder under `migrations/`, and how a batch is written).
+//! - `probe`: `hotline check`'s read-only look at the database.
 //! - `batch`: a batch of events split into steps of one kind each, which
 //!   `pg_batch` writes to PostgreSQL as one multi-row statement per step.
 
@@ -82,6 +83,7 @@ mod batch;
 pub(crate) mod event;
 mod pg_batch;
 mod postgres;
+mod probe;
 mod queue;
 pub(crate) mod report;
 pub(crate) mod rows;
@@ -89,6 +91,7 @@ mod sql;
 mod sqlite;
 
 pub use event::{AttemptResult, CallEvent, HangupBy, LegQuality, NewCall, Outcome};
+pub use probe::{probe, Probe};
 pub use report::{format_report, Report, StationLine, VolunteerLine, NO_STATION};
 pub use rows::{
     format_calls_table, format_calls_with_attempts, AttemptRow, CallRow, CallWithAttempts,
@@ -121,6 +124,13 @@ pub enum StoreError {
         url: String,
         /// What sqlx disliked.
         source: sqlx::Error,
+    },
+    /// A read-only command found no SQLite file: nothing was ever recorded
+    /// there (and the command does not create one).
+    #[error("no call records database at {}: `hotline run` creates it when it starts", path.display())]
+    Missing {
+        /// The file, made absolute so a command run from another folder says where it looked.
+        path: PathBuf,
     },
     /// The folder for the SQLite file could not be made.
     #[error("cannot create folder {path} for the call records database: {source}")]
@@ -182,6 +192,9 @@ pub struct StoreOptions {
     pub sqlite_busy_timeout: Duration,
     /// How long to wait for a database connection.
     pub connect_timeout: Duration,
+    /// For commands that only read (`hotline calls`, `hotline report`): a
+    /// missing SQLite file is [`StoreError::Missing`], never created.
+    pub must_exist: bool,
     /// Updates kept while the database is away; past this the oldest go.
     pub queue_capacity: usize,
     /// First retry delay after a failed write; doubles up to `retry_max`.
@@ -200,6 +213,7 @@ impl Default for StoreOptions {
             pg_schema: None,
             sqlite_busy_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            must_exist: false,
             queue_capacity: 100_000,
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(5),
@@ -233,6 +247,17 @@ impl Store {
     /// `postgres://...`) with default options; see [`Store::open_with`].
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         Store::open_with(url, StoreOptions::default()).await
+    }
+
+    /// Opens an existing database for a command that reads the records: a
+    /// missing SQLite file is [`StoreError::Missing`] rather than a new,
+    /// empty database that says "no calls recorded yet".
+    pub async fn open_existing(url: &str) -> Result<Store, StoreError> {
+        let opts = StoreOptions {
+            must_exist: true,
+            ..StoreOptions::default()
+        };
+        Store::open_with(url, opts).await
     }
 
     /// Connects, creates the SQLite folder and file if missing, brings the

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::{Serialize, Serializer};
+use unicode_width::UnicodeWidthStr as _;
 
 use super::event::db_time;
 
@@ -349,12 +350,13 @@ pub(crate) fn clock(d: Duration) -> String {
     }
 }
 
-/// Aligned columns: the first left-aligned, the rest right-aligned.
+/// Aligned columns: the first left-aligned, the rest right-aligned, padded
+/// by terminal columns (a Chinese character takes two).
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.width()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(cell.width());
         }
     }
     let mut out = String::new();
@@ -362,7 +364,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     for row in std::iter::once(&header).chain(rows) {
         let mut line = String::new();
         for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
-            let pad = w.saturating_sub(cell.chars().count());
+            let pad = w.saturating_sub(cell.width());
             if i == 0 {
                 line.push_str(cell);
                 line.extend(std::iter::repeat_n(' ', pad));
@@ -714,6 +716,19 @@ pub(crate) mod tests {
         let (_dir, store) = sqlite_store().await?;
         check_calls_with_attempts(&store).await?;
         Ok(())
+    }
+
+    #[test]
+    fn table_pads_chinese_names_by_display_width() {
+        let rows = vec![
+            vec!["健康咨询".to_string(), "12".to_string()],
+            vec!["Legal aid".to_string(), "3".to_string()],
+        ];
+        let text = table(&["STATION", "CALLS"], &rows);
+        // Every line ends at the same terminal column: the counts line up.
+        let widths: Vec<usize> = text.lines().map(|l| l.width()).collect();
+        assert_eq!(widths, [16, 16, 16], "{text}");
+        assert!(text.contains("健康咨询      12"), "{text}");
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 use chrono::DateTime;
 use serde::Serialize;
 use sqlx::{ColumnIndex, Decode, Row, Type};
+use unicode_width::UnicodeWidthStr as _;
 
 /// One row of `calls`, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -315,10 +316,11 @@ fn calls_table_lines<'a>(rows: impl Iterator<Item = &'a CallRow>) -> impl Iterat
             ]
         })
         .collect();
-    let mut widths = header.map(|h| h.chars().count());
+    // Terminal columns, not characters: a Chinese name takes two per character.
+    let mut widths = header.map(|h| h.width());
     for line in &body {
         for (w, cell) in widths.iter_mut().zip(line) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(cell.width());
         }
     }
     let render = move |cells: &mut dyn Iterator<Item = &str>| {
@@ -328,7 +330,7 @@ fn calls_table_lines<'a>(rows: impl Iterator<Item = &'a CallRow>) -> impl Iterat
                 line.push_str("  ");
             }
             line.push_str(cell);
-            let pad = widths[i].saturating_sub(cell.chars().count());
+            let pad = widths[i].saturating_sub(cell.width());
             line.extend(std::iter::repeat_n(' ', pad));
         }
         line.trim_end().to_string()
@@ -427,6 +429,28 @@ mod tests {
         assert!(lines[1].ends_with("1:02:02"), "{}", lines[1]);
         assert!(lines[2].contains("in progress"));
         assert!(lines[2].ends_with('-'));
+    }
+
+    #[test]
+    fn chinese_names_keep_the_columns_aligned() {
+        let mut wang = row("a", "2026-11-28T05:00:00.000Z", None, Some("connected"));
+        wang.volunteer = Some("王阿姨".to_string());
+        let mut li = row("b", "2026-11-28T05:10:00.000Z", None, Some("voicemail"));
+        li.volunteer = Some("li".to_string());
+        let table = format_calls_table(&[wang, li]);
+        // The OUTCOME column starts at the same terminal column on every line.
+        let columns: Vec<usize> = table
+            .lines()
+            .map(|l| {
+                let at = ["OUTCOME", "connected", "voicemail"]
+                    .iter()
+                    .find_map(|w| l.find(w))
+                    .unwrap_or(0);
+                l[..at].width()
+            })
+            .collect();
+        assert_eq!(columns.len(), 3, "{table}");
+        assert!(columns.iter().all(|&c| c == columns[0] && c > 0), "{table}");
     }
 
     #[test]

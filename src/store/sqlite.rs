@@ -13,16 +13,26 @@ use super::event::CallEvent;
 use super::sql::{apply_one_by_one, connect_pool, SqlBackend, WriteBatch};
 use super::{redact_url, StoreError, StoreOptions};
 
-/// Creates the folder and file if needed, connects and migrates.
+/// Creates the folder and file if needed (unless `opts.must_exist`),
+/// connects and migrates.
 pub(crate) async fn open(url: &str, opts: &StoreOptions) -> Result<SqlBackend<Sqlite>, StoreError> {
     let shown = redact_url(url);
     let connect = SqliteConnectOptions::from_str(url).map_err(|source| StoreError::BadUrl {
         url: shown.clone(),
         source,
     })?;
-    create_parent_folder(connect.get_filename())?;
+    let file = connect.get_filename();
+    if opts.must_exist {
+        if !is_memory(file) && !file.exists() {
+            return Err(StoreError::Missing {
+                path: std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()),
+            });
+        }
+    } else {
+        create_parent_folder(file)?;
+    }
     let connect = connect
-        .create_if_missing(true)
+        .create_if_missing(!opts.must_exist)
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(opts.sqlite_busy_timeout);
     let pool = connect_pool(connect, &shown, opts).await?;
@@ -39,7 +49,7 @@ impl WriteBatch for SqlBackend<Sqlite> {
 /// `sqlite://data/hotline.db` should just work on a fresh install, so make
 /// `data/` if it is missing. In-memory databases have no folder.
 fn create_parent_folder(file: &Path) -> Result<(), StoreError> {
-    if file.as_os_str() == ":memory:" {
+    if is_memory(file) {
         return Ok(());
     }
     match file.parent() {
@@ -51,6 +61,11 @@ fn create_parent_folder(file: &Path) -> Result<(), StoreError> {
         }
         _ => Ok(()),
     }
+}
+
+/// `sqlite::memory:`: no file at all.
+fn is_memory(file: &Path) -> bool {
+    file.as_os_str() == ":memory:"
 }
 
 #[cfg(test)]
@@ -80,6 +95,25 @@ mod tests {
             .fetch_one(&backend.pool)
             .await?;
         assert_eq!(mode, "wal");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn open_existing_never_creates_a_folder_or_file() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let url = url_in(dir.path(), "data/hotline.db");
+        match Store::open_existing(&url).await {
+            Err(StoreError::Missing { path }) => {
+                assert_eq!(path, dir.path().join("data/hotline.db"));
+            }
+            Err(e) => return Err(e.into()),
+            Ok(_) => panic!("a missing database must not open"),
+        }
+        assert!(!dir.path().join("data").exists(), "nothing may be created");
+        // Once the daemon has made it, the reader opens it.
+        drop(Store::open(&url).await?);
+        let store = Store::open_existing(&url).await?;
+        assert_eq!(store.recent_calls(5).await?, Vec::new());
         Ok(())
     }
 
