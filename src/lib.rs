@@ -11,7 +11,8 @@
 //! - [`media`]: codecs, RTP, DTMF detection, prompts and the shared media clock.
 //! - [`call`]: the menu state machine and the straight-line call flow.
 //! - [`store`]: call records in SQLite or PostgreSQL.
-//! - [`server`]: wires it all together and owns graceful shutdown.
+//! - [`server`]: wires it all together and owns graceful shutdown; `startup`
+//!   writes the summary it logs at start.
 //!
 //! The public surface is what the binary (`src/main.rs`) and the tests in
 //! `tests/` use: the top-level modules, `admin::status` (the `hotline status`
@@ -30,4 +31,5 @@ pub mod media;
 pub mod roster;
 pub mod server;
 pub mod sip;
+pub(crate) mod startup;
 pub mod store;
