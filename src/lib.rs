@@ -12,7 +12,8 @@
 //! - [`call`]: the menu state machine and the straight-line call flow.
 //! - [`store`]: call records in SQLite or PostgreSQL.
 //! - [`selftest`]: `hotline selftest`, a call per station that rings nobody.
-//! - [`server`]: wires it all together and owns graceful shutdown.
+//! - [`server`]: wires it all together and owns graceful shutdown; `startup`
+//!   writes the summary it logs at start.
 //! - [`phone`]: `hotline phone`, a test caller and volunteer phone for admins.
 //!
 //! The public surface is what the binary (`src/main.rs`) and the tests in
@@ -34,4 +35,5 @@ pub mod roster;
 pub mod selftest;
 pub mod server;
 pub mod sip;
+pub(crate) mod startup;
 pub mod store;

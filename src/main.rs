@@ -326,16 +326,11 @@ async fn check(path: &Path) -> Outcome {
         for gap in roster.gaps(&config.stations) {
             println!("warning: {}: {gap}", roster_file.display());
         }
-        let numbers: Vec<&str> = roster
-            .volunteers
-            .iter()
-            .filter(|v| matches!(v.phone, hotline::roster::Phone::Number(_)))
-            .map(|v| v.id.as_str())
-            .collect();
-        if config.trunk.is_none() && !numbers.is_empty() {
+        for (v, why) in roster.unreachable(hotline::roster::Reach::of(&config)) {
             println!(
-                "warning: volunteers {} have phone numbers but no [trunk] is configured: they cannot be called",
-                numbers.join(", ")
+                "warning: {}: volunteer {} cannot be called: {why}",
+                roster_file.display(),
+                v.id
             );
         }
         println!(

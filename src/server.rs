@@ -208,6 +208,16 @@ impl Server {
             let stop = server.admin_stop.clone();
             crate::admin::serve(listener, server.clone(), options, stop);
         }
+        crate::startup::log(
+            config,
+            &server.roster().current(),
+            roster_at_start,
+            crate::startup::Bound {
+                sip: server.stack.local,
+                tls: server.stack.tls_local,
+                admin: server.admin_addr,
+            },
+        );
         info!(
             udp_tcp = %server.stack.local,
             tls = ?server.stack.tls_local,

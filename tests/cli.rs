@@ -119,7 +119,10 @@ fn check_accepts_a_good_config_and_warns_of_roster_gaps() {
     assert!(t.contains("OK (2 volunteers, 2 shifts)"), "{t}");
     // Outside 08:00-17:30 on weekdays the health station still reaches the desk,
     // so no gap for health; a station nobody covers at all falls back to the desk too.
-    assert!(t.contains("have phone numbers but no [trunk]"), "{t}");
+    assert!(
+        t.contains("volunteer wang cannot be called: a phone number, but no [trunk]"),
+        "{t}"
+    );
     // The database is looked at, not made.
     assert!(
         t.contains("hotline.db does not exist yet; `hotline run` creates it"),
@@ -381,5 +384,86 @@ fn check_names_a_missing_prompt_file() {
     assert!(
         t.contains("zh/menu.wav"),
         "the error must name the missing file: {t}"
+    );
+}
+
+#[test]
+fn run_logs_a_start_up_summary() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        "\n[sip]\nlisten = \"127.0.0.1:0\"\n\n[media]\nrtp_ports = \"47400-47419\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(["run", "--config", &cfg])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hotline run");
+    let stderr = child.stderr.take().unwrap();
+    // Read the log on a thread, so a daemon that says nothing cannot hang the test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut log = Vec::new();
+    while !log
+        .iter()
+        .any(|l: &String| l.contains("hotline is answering calls"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => log.push(line),
+            Err(_) => break,
+        }
+    }
+    // Stop the daemon this test started, by its pid.
+    let _ = child.kill();
+    let _ = child.wait();
+    let summary: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("start-up summary: "))
+        .collect();
+    let t = log.join("\n");
+    let has = |s: &str| summary.iter().any(|l| l.contains(s));
+    assert!(has("answering 6289110 on 127.0.0.1:"), "{t}");
+    assert!(
+        !has("answering 6289110 on 127.0.0.1:0 "),
+        "the bound port: {t}"
+    );
+    assert!(has("admin listener on http://127.0.0.1:"), "{t}");
+    assert!(
+        has(&format!(
+            "call records in sqlite://{}",
+            tmp.path().display()
+        )),
+        "{t}"
+    );
+    assert!(
+        has("no [trunk]: volunteers with phone numbers cannot be called"),
+        "{t}"
+    );
+    assert!(has("roster ") && has("2 volunteers, 2 shifts"), "{t}");
+    assert!(
+        summary.iter().any(|l| l.contains("WARN")
+            && l.contains("volunteer wang (王阿姨) 13800138001 cannot be called: a phone number, but no [trunk]")),
+        "{t}"
+    );
+    // li is at the desk round the clock, so every station reaches somebody.
+    assert!(has("key 0 desk (值班接待): now rings 李老师 (li)"), "{t}");
+    assert!(!has("nobody can be reached now"), "{t}");
+    assert_eq!(
+        summary.len(),
+        4 + 1 + 7,
+        "once: 4 lines, 1 volunteer, 7 stations: {t}"
     );
 }

@@ -59,13 +59,6 @@ pub(crate) struct VolunteerLeg {
     secure: bool,
 }
 
-/// Whether an INVITE to `uri` goes over TLS: `sips:` (RFC 3261 section 19.1) or
-/// an explicit `;transport=tls`.
-fn is_tls_uri(uri: &str) -> bool {
-    let uri = uri.trim_start_matches('<').to_ascii_lowercase();
-    uri.starts_with("sips:") || uri.contains(";transport=tls")
-}
-
 impl VolunteerLeg {
     /// Open media and send the INVITE to `uri` (through the trunk for numbers);
     /// `srtp`: offer only encrypted audio (the roster's `srtp = true`).
@@ -76,7 +69,7 @@ impl VolunteerLeg {
         srtp: bool,
         caller_number: &str,
     ) -> Result<VolunteerLeg, String> {
-        if srtp && !ctx.settings.sdes_over_plain && (via_trunk || !is_tls_uri(uri)) {
+        if srtp && !ctx.settings.sdes_over_plain && (via_trunk || !crate::roster::is_tls_uri(uri)) {
             return Err(format!(
                 "not calling {uri}: the volunteer takes encrypted calls only (srtp = true) \
                  and its SRTP keys would travel over plain SIP; use a sips: URI \

@@ -15,6 +15,7 @@
 //! Friday 20:00-08:00 shift also covers Saturday 00:00-08:00.
 
 mod parse;
+mod reach;
 mod report;
 mod validate;
 mod values;
@@ -27,6 +28,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 
+pub(crate) use reach::is_tls_uri;
+pub use reach::{Reach, StationReach};
 pub use report::{format_on_duty, parse_at};
 pub use watch::{watch, ChangeDetector, FileStamp, RosterHandle, WatchAction};
 
