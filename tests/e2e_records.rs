@@ -75,6 +75,10 @@ voicemail_dir = "{dir}/voicemail"
 
 [roster]
 file = "{dir}/roster.toml"
+
+# No admin listener: the default 127.0.0.1:8110 may be another daemon's.
+[admin]
+listen = ""
 "#,
         rtp.0,
         rtp.1,
