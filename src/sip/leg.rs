@@ -135,7 +135,7 @@ impl InboundLeg {
         let headers = vec![Header::ContentType("application/sdp".into())];
         if let Err(e) = self.dialog.accept(Some(headers), Some(body.into_bytes())) {
             self.ended = true;
-            return Err(LegEvent::Failed(format!("could not send 200 OK: {e}")));
+            return Err(self.why_not_answered(e.to_string()).await);
         }
         let ack_body = loop {
             match self.events.recv().await {
@@ -166,6 +166,28 @@ impl InboundLeg {
             s.negotiated = Some(n);
         }
         Ok(Some(n))
+    }
+
+    /// Why the 200 OK could not go out: a CANCEL that arrived just before it
+    /// ends the INVITE's transaction (487), and the caller left, as they did.
+    /// Anything else is a failure. Waits at most a moment for the dialog's news.
+    async fn why_not_answered(&mut self, error: String) -> LegEvent {
+        let news = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+            loop {
+                match self.events.recv().await {
+                    Some(PumpEvent::Leg(ev @ (LegEvent::HungUp | LegEvent::Failed(_)))) => {
+                        return Some(ev)
+                    }
+                    Some(_) => {}
+                    None => return None,
+                }
+            }
+        })
+        .await;
+        match news {
+            Ok(Some(LegEvent::HungUp)) => LegEvent::HungUp,
+            _ => LegEvent::Failed(format!("could not send 200 OK: {error}")),
+        }
     }
 
     /// Say the phone is ringing (180 Ringing), before answering; for the test phone.
